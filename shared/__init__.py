@@ -1,0 +1,22 @@
+"""Kaizala card authentication for Azure Functions.
+
+A function author needs three names: `protected` (the guard), `Identity` (who called) and `json_response`.
+Each rule lives in one module: settings, tokens (transport and local checks), kaizala (the upstream call),
+cache, policy (who may call), errors (the typed failures), responses (JSON and error mapping), products.
+"""
+
+from .auth import authenticate, clear_cache, protected
+from .errors import ApiError
+from .kaizala import Identity
+from .responses import NO_STORE, json_response, raw_json_response
+
+__all__ = [
+    "NO_STORE",
+    "ApiError",
+    "Identity",
+    "authenticate",
+    "clear_cache",
+    "json_response",
+    "protected",
+    "raw_json_response",
+]

@@ -1,0 +1,102 @@
+"""Authentication for a function: who is calling, checked in the documented order, and a one-line guard.
+
+@protected
+def main(req: func.HttpRequest, identity: Identity) -> func.HttpResponse:
+    return json_response({"hello": identity.name})
+"""
+
+import functools
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from typing import overload
+
+import azure.functions as func
+
+from . import tokens
+from .cache import IdentityCache
+from .errors import ApiError, InternalError
+from .kaizala import Identity, KaizalaClient
+from .policy import authorize
+from .responses import error_response
+from .settings import SettingsError, current_settings
+
+log = logging.getLogger("kaizala_auth")
+
+kaizala = KaizalaClient()  # one Session per worker process: connections are reused across invocations
+cache = IdentityCache()
+
+Handler = Callable[[func.HttpRequest, Identity], func.HttpResponse]
+Main = Callable[[func.HttpRequest], func.HttpResponse]
+
+
+def clear_cache() -> None:
+    """Forget every cached identity and rejection. Tests call this between cases."""
+    cache.clear()
+
+
+def authenticate(req: func.HttpRequest, *, accept_body_token: bool = False) -> Identity:
+    """The caller's identity, or a typed ApiError saying why not."""
+    tokens.refuse_token_in_query(req)
+    settings = current_settings()
+    from_body = tokens.body_token(req) if accept_body_token and req.method.upper() == "POST" else None
+    token = tokens.require_token(tokens.header_token(req), from_body)
+    tokens.check_shape(token)
+    not_after = tokens.expiry(token)
+
+    cache.resize(settings.cache_max_entries)
+    started = time.perf_counter()
+    try:
+        identity, source = cache.get(
+            hashlib.sha256(token.encode()).hexdigest(),
+            lambda: kaizala.fetch_identity(token, settings.identity_url, settings.timeout_seconds),
+            seconds=settings.cache_seconds,
+            not_after=not_after,
+            refresh_ahead=settings.refresh_ahead,
+        )
+    except ApiError as exc:
+        log.info("token %s: %s after %.0f ms", "refused", exc.code, _ms_since(started))
+        raise
+    if source == "hit":
+        log.debug("token accepted from cache: user %s", identity.id)
+    else:
+        log.info("token checked with kaizala (%s): user %s in %.0f ms", source, identity.id, _ms_since(started))
+    authorize(identity, settings)
+    return identity
+
+
+@overload
+def protected(handler: Handler, *, accept_body_token: bool = False) -> Main: ...
+@overload
+def protected(handler: None = None, *, accept_body_token: bool = False) -> Callable[[Handler], Main]: ...
+def protected(handler: Handler | None = None, *, accept_body_token: bool = False) -> Main | Callable[[Handler], Main]:
+    """Guard a function: `handler(req, identity)` runs only for an authenticated, allowed caller.
+
+    Every ApiError becomes its documented JSON answer, and anything unexpected a logged `internal_error`.
+    """
+
+    def decorate(handler: Handler) -> Main:
+        # No __wrapped__: the Functions worker reads main's signature and must see only `req`.
+        @functools.wraps(handler, updated=())
+        def main(req: func.HttpRequest) -> func.HttpResponse:
+            try:
+                identity = authenticate(req, accept_body_token=accept_body_token)
+                return handler(req, identity)
+            except SettingsError as exc:
+                log.error("server misconfigured: %s (fix this app setting)", exc.detail)
+                return error_response(exc)
+            except ApiError as exc:
+                return error_response(exc)
+            except Exception:
+                log.exception("unhandled error in %s", handler.__module__)
+                return error_response(InternalError())
+
+        del main.__wrapped__
+        return main
+
+    return decorate(handler) if handler is not None else decorate
+
+
+def _ms_since(started: float) -> float:
+    return (time.perf_counter() - started) * 1000

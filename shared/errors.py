@@ -1,0 +1,88 @@
+"""The failures a protected function can answer with: one typed exception per documented error code.
+
+`shared.responses.error_response` turns any of them into the JSON body and status; nothing else maps errors.
+"""
+
+from typing import ClassVar
+
+BEARER_CHALLENGE = 'Bearer realm="kaizala"'
+
+
+class ApiError(Exception):
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+    default_message: ClassVar[str] = "Something went wrong on our side. Try again; if it persists, tell the API owner."
+
+    def __init__(self, message: str | None = None) -> None:
+        self.message = message or self.default_message
+        super().__init__(self.message)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {}
+
+
+class InvalidRequest(ApiError):
+    status = 400
+    code = "invalid_request"
+    default_message = "The request is malformed."
+
+
+class MissingToken(ApiError):
+    status = 401
+    code = "missing_token"
+    default_message = (
+        "No Kaizala token was sent. Get one with KASClient.App.getIntegerationServiceTokenAsync and send it as "
+        "'Authorization: Bearer <token>'."
+    )
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": BEARER_CHALLENGE}
+
+
+class InvalidToken(ApiError):
+    status = 401
+    code = "invalid_token"
+    default_message = "The Kaizala token is invalid or expired. Get a new one and try again."
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": f'{BEARER_CHALLENGE}, error="invalid_token"'}
+
+
+class Forbidden(ApiError):
+    status = 403
+    code = "forbidden"
+    default_message = "This card (or user) is not allowed to call this API."
+
+
+class ServerMisconfigured(ApiError):
+    status = 500
+    code = "server_misconfigured"
+    default_message = "The API is not configured correctly. Tell the API owner to check its app settings."
+
+
+class InternalError(ApiError):
+    pass
+
+
+class IdentityBadResponse(ApiError):
+    status = 502
+    code = "identity_bad_response"
+    default_message = "Kaizala's identity service gave an answer we could not use. Try again later."
+
+
+class IdentityUnavailable(ApiError):
+    status = 503
+    code = "identity_unavailable"
+    default_message = "Kaizala's identity service is unavailable right now. Try again shortly."
+    DEFAULT_RETRY_AFTER: ClassVar[int] = 5
+
+    def __init__(self, message: str | None = None, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = self.DEFAULT_RETRY_AFTER if retry_after is None else retry_after
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}

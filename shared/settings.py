@@ -1,0 +1,167 @@
+"""Every app setting, parsed and checked in one place.
+
+Settings are read from the environment on each call, so a test (or an operator changing app settings) takes
+effect without re-importing anything; parsing only happens when the raw values change.
+"""
+
+import functools
+import ipaddress
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from .errors import ServerMisconfigured
+
+DEFAULT_IDENTITY_URL = "https://kms1.kaiza.la/v1/users/me"
+BUNDLED_PRODUCTS_FILE = Path(__file__).with_name("products.json")
+TOKEN_LIFETIME_SECONDS = 1800  # Kaizala's Integration Service tokens live 30 minutes.
+ANY_ACTION_PACKAGE = "*"
+
+_NAMES = (
+    "KAIZALA_IDENTITY_URL",
+    "KAIZALA_ALLOWED_ACTION_PACKAGE_IDS",
+    "KAIZALA_ALLOWED_USER_IDS",
+    "KAIZALA_TIMEOUT_SECONDS",
+    "TOKEN_CACHE_SECONDS",
+    "TOKEN_CACHE_MAX_ENTRIES",
+    "TOKEN_REFRESH_AHEAD",
+    "PRODUCTS_FILE",
+)
+
+
+class SettingsError(ServerMisconfigured):
+    """A setting is missing or malformed. The caller sees only `server_misconfigured`; the log line names the
+    setting and the problem, so the operator knows what to fix."""
+
+    def __init__(self, setting: str, problem: str) -> None:
+        super().__init__()
+        self.setting = setting
+        self.problem = problem
+
+    @property
+    def detail(self) -> str:
+        return f"{self.setting} {self.problem}"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    identity_url: str
+    allowed_action_package_ids: frozenset[str]
+    allowed_user_ids: frozenset[str]
+    timeout_seconds: float
+    cache_seconds: int
+    cache_max_entries: int
+    refresh_ahead: bool
+    products_file: Path
+
+
+def current_settings() -> Settings:
+    """The settings in force now; raises SettingsError when one is missing or malformed (fail closed)."""
+    return _parse(tuple(os.environ.get(name) for name in _NAMES))
+
+
+@functools.lru_cache(maxsize=8)
+def _parse(raw: tuple[str | None, ...]) -> Settings:
+    values = dict(zip(_NAMES, raw, strict=True))
+    return Settings(
+        identity_url=_identity_url(values["KAIZALA_IDENTITY_URL"]),
+        allowed_action_package_ids=_required_list(
+            "KAIZALA_ALLOWED_ACTION_PACKAGE_IDS", values["KAIZALA_ALLOWED_ACTION_PACKAGE_IDS"]
+        ),
+        allowed_user_ids=_optional_list(values["KAIZALA_ALLOWED_USER_IDS"]),
+        timeout_seconds=_number(
+            "KAIZALA_TIMEOUT_SECONDS", values["KAIZALA_TIMEOUT_SECONDS"], default=5.0, low=0.05, high=60.0
+        ),
+        cache_seconds=min(
+            int(_number("TOKEN_CACHE_SECONDS", values["TOKEN_CACHE_SECONDS"], default=300, low=0, whole=True)),
+            TOKEN_LIFETIME_SECONDS,
+        ),
+        cache_max_entries=int(
+            _number(
+                "TOKEN_CACHE_MAX_ENTRIES",
+                values["TOKEN_CACHE_MAX_ENTRIES"],
+                default=10_000,
+                low=1,
+                high=10_000_000,
+                whole=True,
+            )
+        ),
+        refresh_ahead=_flag("TOKEN_REFRESH_AHEAD", values["TOKEN_REFRESH_AHEAD"], default=True),
+        products_file=Path(values["PRODUCTS_FILE"].strip())
+        if values["PRODUCTS_FILE"] and values["PRODUCTS_FILE"].strip()
+        else BUNDLED_PRODUCTS_FILE,
+    )
+
+
+def _identity_url(raw: str | None) -> str:
+    url = (raw or "").strip() or DEFAULT_IDENTITY_URL
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise SettingsError("KAIZALA_IDENTITY_URL", "must be an absolute https URL")
+    # The token travels in a header to this URL: plain http only to a stand-in on this machine.
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise SettingsError("KAIZALA_IDENTITY_URL", "must use https (http is allowed only for localhost)")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise SettingsError("KAIZALA_IDENTITY_URL", "must not carry a query, fragment or credentials")
+    return url
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _split(raw: str | None) -> frozenset[str]:
+    return frozenset(item.strip() for item in (raw or "").split(",") if item.strip())
+
+
+def _required_list(name: str, raw: str | None) -> frozenset[str]:
+    items = _split(raw)
+    if not items:
+        raise SettingsError(
+            name, f"is not set: set it to your card's action package id (comma-separated, or {ANY_ACTION_PACKAGE})"
+        )
+    return items
+
+
+def _optional_list(raw: str | None) -> frozenset[str]:
+    return _split(raw)
+
+
+def _number(
+    name: str,
+    raw: str | None,
+    *,
+    default: float,
+    low: float,
+    high: float | None = None,
+    whole: bool = False,
+) -> float:
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = int(raw) if whole else float(raw)
+    except ValueError:
+        kind = "a whole number" if whole else "a number"
+        raise SettingsError(name, f"must be {kind}, got {raw!r}") from None
+    if math.isnan(value) or value < low or (high is not None and value > high):
+        bound = f"between {low:g} and {high:g}" if high is not None else f"at least {low:g}"
+        raise SettingsError(name, f"must be {bound}, got {raw!r}")
+    return value
+
+
+def _flag(name: str, raw: str | None, *, default: bool) -> bool:
+    if raw is None or not raw.strip():
+        return default
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(name, f"must be 1 or 0, got {raw!r}")

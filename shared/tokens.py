@@ -1,0 +1,96 @@
+"""Where a token comes from in a request, and what we check locally before asking Kaizala about it."""
+
+import base64
+import binascii
+import json
+import math
+import re
+import time
+
+import azure.functions as func
+
+from .errors import InvalidRequest, InvalidToken, MissingToken
+
+MAX_TOKEN_LENGTH = 4096
+CLOCK_SKEW_SECONDS = 60
+QUERY_TOKEN_NAMES = frozenset({"token", "accesstoken", "access_token"})
+_PRINTABLE_NO_SPACE = re.compile(r"[\x21-\x7e]+")
+_BEARER = re.compile(r"bearer(?:\s+(.*))?", re.IGNORECASE | re.DOTALL)
+
+
+def refuse_token_in_query(req: func.HttpRequest) -> None:
+    """URLs end up in access logs and browser history, so a token there is refused before anything else."""
+    if any(name.lower() in QUERY_TOKEN_NAMES for name in req.params):
+        raise InvalidRequest(
+            "Do not put the token in the URL; send it as 'Authorization: Bearer <token>'. Treat that token as leaked."
+        )
+
+
+def body_token(req: func.HttpRequest) -> str | None:
+    """The `token` of a JSON body `{"token": "..."}`; None for an empty body."""
+    body = req.get_body()
+    if not body or not body.strip():
+        return None
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidRequest('The body must be JSON like {"token": "<token>"}.') from None
+    if not isinstance(payload, dict):
+        raise InvalidRequest('The body must be a JSON object like {"token": "<token>"}.')
+    token = payload.get("token")
+    if token is None:
+        return None
+    if not isinstance(token, str):
+        raise InvalidRequest('The body\'s "token" must be a string.')
+    return token or None
+
+
+def header_token(req: func.HttpRequest) -> str | None:
+    """`Authorization: Bearer <token>` wins over Kaizala's own `accessToken: <token>` header."""
+    authorization = req.headers.get("Authorization")
+    if authorization is not None:
+        match = _BEARER.fullmatch(authorization.strip())
+        if match and match.group(1):
+            return match.group(1).strip()
+    return req.headers.get("accessToken") or None
+
+
+def require_token(*candidates: str | None) -> str:
+    for token in candidates:
+        if token:
+            return token
+    raise MissingToken()
+
+
+def check_shape(token: str) -> None:
+    """Local checks that spare Kaizala a call for something that cannot be a token."""
+    if len(token) > MAX_TOKEN_LENGTH:
+        raise InvalidToken(f"The token is longer than {MAX_TOKEN_LENGTH} characters; it is not a Kaizala token.")
+    if not _PRINTABLE_NO_SPACE.fullmatch(token):
+        raise InvalidToken("The token has characters a Kaizala token cannot have (spaces or non-printable ASCII).")
+
+
+def expiry(token: str, now: float | None = None) -> float | None:
+    """The `exp` of a JWT (unix seconds), read without verifying: Kaizala verifies it. None for an opaque token.
+
+    A JWT-shaped token whose payload cannot be read, or whose `exp` is not a number, is refused here; one whose
+    `exp` has passed (beyond the allowed clock skew) too.
+    """
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise InvalidToken("The token looks like a JWT but its payload is not readable JSON.") from None
+    if not isinstance(payload, dict):
+        raise InvalidToken("The token looks like a JWT but its payload is not a JSON object.")
+    exp = payload.get("exp")
+    if exp is None:
+        return None
+    if isinstance(exp, bool) or not isinstance(exp, int | float) or math.isnan(exp):
+        raise InvalidToken("The token's expiry (exp) is not a number.")
+    current = time.time() if now is None else now
+    if exp + CLOCK_SKEW_SECONDS < current:
+        raise InvalidToken("The token has expired. Get a new one with getIntegerationServiceTokenAsync.")
+    return float(exp)

@@ -1,0 +1,50 @@
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+import shared
+from tests.helpers import CARD_ID, SECRETS
+
+MOCK_URL = "https://kaizala.test/v1/users/me"
+
+
+class _Recorder(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if record.exc_info:
+            text += "\n" + logging.Formatter().formatException(record.exc_info)
+        self.lines.append(text)
+
+
+@pytest.fixture(autouse=True)
+def no_secrets_in_logs() -> Iterator[_Recorder]:
+    """Every log record of every test, at every level: none may contain a token or phone number a test made."""
+    recorder = _Recorder()
+    root = logging.getLogger()
+    old_level = root.level
+    root.setLevel(logging.DEBUG)
+    root.addHandler(recorder)
+    try:
+        yield recorder
+    finally:
+        root.removeHandler(recorder)
+        root.setLevel(old_level)
+    leaked = [line for line in recorder.lines for value in SECRETS if value in line]
+    assert not leaked, f"a token or phone number reached the logs: {leaked[:3]}"
+
+
+@pytest.fixture(autouse=True)
+def settings_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Working settings for every test; a test changes one with monkeypatch."""
+    for name in ("KAIZALA_ALLOWED_USER_IDS", "PRODUCTS_FILE", "TOKEN_CACHE_SECONDS", "TOKEN_CACHE_MAX_ENTRIES"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("KAIZALA_IDENTITY_URL", MOCK_URL)
+    monkeypatch.setenv("KAIZALA_ALLOWED_ACTION_PACKAGE_IDS", CARD_ID)
+    monkeypatch.setenv("KAIZALA_TIMEOUT_SECONDS", "2")
+    monkeypatch.setenv("TOKEN_REFRESH_AHEAD", "0")
+    shared.clear_cache()

@@ -1,0 +1,137 @@
+"""Test helpers: requests as the Functions host builds them, JWTs, a registry of secrets, a real upstream."""
+
+import base64
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import azure.functions as func
+
+# Every token and phone number a test creates: the log fixture fails a test whose logs contain any of them.
+SECRETS: set[str] = set()
+
+CARD_ID = "com.contoso.productpicker"
+OTHER_CARD_ID = "com.fabrikam.othercard"
+
+
+def secret(value: str) -> str:
+    SECRETS.add(value)
+    return value
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def make_jwt(exp: float | None = None, *, payload: Any = None, ttl: float = 1800) -> str:
+    """An unsigned-looking JWT (we never verify signatures locally: Kaizala does)."""
+    if payload is None:
+        payload = {"sub": str(uuid.uuid4()), "iat": int(time.time())}
+        payload["exp"] = int(time.time() + ttl) if exp is None else exp
+    header = b64url(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    body = b64url(payload if isinstance(payload, bytes) else json.dumps(payload).encode())
+    return secret(f"{header}.{body}.{b64url(uuid.uuid4().bytes)}")
+
+
+def identity_payload(user_id: str = "user-1", card: str | None = CARD_ID, phone: str | None = None) -> dict[str, Any]:
+    return {
+        "id": user_id,
+        "name": f"Name of {user_id}",
+        "phoneNumber": secret(phone or f"+1555{abs(hash(user_id)) % 10_000_000:07d}"),
+        "pictureUrl": f"https://pictures.example/{user_id}.png",
+        "actionPackageId": card,
+    }
+
+
+def request(
+    method: str = "GET",
+    *,
+    function: str = "ValidateToken",
+    token: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    params: Mapping[str, str] | None = None,
+    body: bytes = b"",
+) -> func.HttpRequest:
+    all_headers = dict(headers or {})
+    if token is not None:
+        all_headers["Authorization"] = f"Bearer {token}"
+    return func.HttpRequest(
+        method, f"http://localhost:7071/api/{function}", headers=all_headers, params=dict(params or {}), body=body
+    )
+
+
+def json_of(response: func.HttpResponse) -> Any:
+    return json.loads(response.get_body())
+
+
+# --- a real HTTP upstream on 127.0.0.1 -----------------------------------------------------------------------------
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+
+
+@dataclass
+class Upstream:
+    """A scripted users/me endpoint. `script(call_number, access_token)` returns the Reply for each call."""
+
+    script: Callable[[int, str | None], Reply]
+    url: str = ""
+    calls: list[str | None] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def count(self) -> int:
+        return len(self.calls)
+
+
+@contextmanager
+def upstream_server(script: Callable[[int, str | None], Reply]) -> Iterator[Upstream]:
+    upstream = Upstream(script)
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            token = self.headers.get("accessToken")
+            with upstream.lock:
+                upstream.calls.append(token)
+                number = len(upstream.calls)
+            reply = upstream.script(number, token)
+            if reply.delay:
+                time.sleep(reply.delay)
+            body = reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body).encode()
+            try:
+                self.send_response(reply.status)
+                for name, value in reply.headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    upstream.url = f"http://127.0.0.1:{server.server_address[1]}/v1/users/me"
+    try:
+        yield upstream
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -1,0 +1,215 @@
+"""Cache lifetimes, keys, bounds and the negative cache, through ValidateToken and on IdentityCache itself."""
+
+import hashlib
+import time
+
+import pytest
+import requests_mock
+
+import ValidateToken
+from shared import auth
+from shared.cache import IdentityCache
+from shared.errors import IdentityUnavailable, InvalidToken
+from shared.kaizala import Identity
+from tests.conftest import MOCK_URL
+from tests.helpers import identity_payload, make_jwt, request
+
+IDENTITY = Identity("u", "U", None, None, "card")
+
+
+class Clock:
+    def __init__(self, now: float = 1_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def kaizala() -> requests_mock.Mocker:
+    with requests_mock.Mocker() as mocker:
+        mocker.get(MOCK_URL, json=identity_payload("user-1"))
+        yield mocker
+
+
+@pytest.fixture
+def wall_clock(monkeypatch) -> Clock:
+    clock = Clock(time.time())
+    monkeypatch.setattr(time, "time", clock)
+    return clock
+
+
+def test_second_request_is_a_cache_hit(kaizala) -> None:
+    token = make_jwt()
+    for _ in range(3):
+        assert ValidateToken.main(request(token=token)).status_code == 200
+    assert kaizala.call_count == 1
+
+
+def test_cache_is_keyed_by_sha256_never_the_raw_token(kaizala) -> None:
+    token = make_jwt()
+    ValidateToken.main(request(token=token))
+    keys = list(auth.cache._identities.keys())
+    assert keys == [hashlib.sha256(token.encode()).hexdigest()]
+
+
+def test_entry_expires_after_token_cache_seconds(kaizala, monkeypatch, wall_clock) -> None:
+    monkeypatch.setenv("TOKEN_CACHE_SECONDS", "60")
+    token = make_jwt(ttl=1800)
+    ValidateToken.main(request(token=token))
+    wall_clock.now += 59
+    ValidateToken.main(request(token=token))
+    assert kaizala.call_count == 1
+    wall_clock.now += 2
+    ValidateToken.main(request(token=token))
+    assert kaizala.call_count == 2
+
+
+def test_entry_never_outlives_the_jwt_exp(kaizala, monkeypatch, wall_clock) -> None:
+    monkeypatch.setenv("TOKEN_CACHE_SECONDS", "1800")
+    token = make_jwt(exp=wall_clock.now + 10)
+    ValidateToken.main(request(token=token))
+    wall_clock.now += 9
+    ValidateToken.main(request(token=token))
+    assert kaizala.call_count == 1
+    wall_clock.now += 2  # past exp, inside the clock skew: the cache no longer answers, Kaizala is asked
+    ValidateToken.main(request(token=token))
+    assert kaizala.call_count == 2
+    wall_clock.now += 60  # past exp and skew: refused locally
+    response = ValidateToken.main(request(token=token))
+    assert response.status_code == 401
+    assert kaizala.call_count == 2
+
+
+def test_cache_seconds_is_capped_at_token_life(kaizala, monkeypatch, wall_clock) -> None:
+    monkeypatch.setenv("TOKEN_CACHE_SECONDS", "99999")
+    token = "opaque-token-without-exp"
+    ValidateToken.main(request(token=token))
+    wall_clock.now += 1799
+    ValidateToken.main(request(token=token))
+    assert kaizala.call_count == 1
+    wall_clock.now += 2
+    ValidateToken.main(request(token=token))
+    assert kaizala.call_count == 2
+
+
+def test_zero_disables_caching(kaizala, monkeypatch) -> None:
+    monkeypatch.setenv("TOKEN_CACHE_SECONDS", "0")
+    token = make_jwt()
+    for _ in range(3):
+        ValidateToken.main(request(token=token))
+    assert kaizala.call_count == 3
+
+
+def test_rejected_token_is_remembered_briefly(kaizala, wall_clock) -> None:
+    kaizala.get(MOCK_URL, status_code=401)
+    token = make_jwt()
+    assert ValidateToken.main(request(token=token)).status_code == 401
+    assert ValidateToken.main(request(token=token)).status_code == 401
+    assert kaizala.call_count == 1
+    wall_clock.now += 31
+    assert ValidateToken.main(request(token=token)).status_code == 401
+    assert kaizala.call_count == 2
+
+
+def test_max_entries_bounds_the_cache(kaizala, monkeypatch) -> None:
+    monkeypatch.setenv("TOKEN_CACHE_MAX_ENTRIES", "5")
+    for _ in range(20):
+        ValidateToken.main(request(token=make_jwt()))
+    assert len(auth.cache._identities) == 5
+    kaizala.get(MOCK_URL, status_code=401)
+    for _ in range(20):
+        ValidateToken.main(request(token=make_jwt()))
+    assert len(auth.cache._rejections) == 5
+    assert len(auth.cache._identities) == 5  # junk tokens did not push real users out
+
+
+def test_clear_cache_forgets_everything(kaizala) -> None:
+    token = make_jwt()
+    ValidateToken.main(request(token=token))
+    auth.clear_cache()
+    ValidateToken.main(request(token=token))
+    assert kaizala.call_count == 2
+
+
+def test_refresh_ahead_answers_from_cache_and_refreshes_in_background() -> None:
+    clock = Clock()
+    cache = IdentityCache(timer=clock)
+    calls: list[str] = []
+
+    def fetch() -> Identity:
+        calls.append("x")
+        return IDENTITY
+
+    assert cache.get("k", fetch, seconds=100)[1] == "miss"
+    clock.now += 50
+    assert cache.get("k", fetch, seconds=100)[1] == "hit"
+    assert len(calls) == 1  # not yet in the last 20%
+    clock.now += 35
+    identity, source = cache.get("k", fetch, seconds=100)
+    assert (identity, source) == (IDENTITY, "hit")
+    _wait_until(lambda: len(calls) == 2 and "k" not in cache._in_flight)
+    clock.now += 90  # past the first entry's life: the refreshed entry answers
+    assert cache.get("k", fetch, seconds=100)[1] == "hit"
+    assert len(calls) == 2
+
+
+def test_refresh_ahead_off_means_a_miss_at_expiry() -> None:
+    clock = Clock()
+    cache = IdentityCache(timer=clock)
+    calls: list[str] = []
+
+    def fetch() -> Identity:
+        calls.append("x")
+        return IDENTITY
+
+    cache.get("k", fetch, seconds=100, refresh_ahead=False)
+    clock.now += 90
+    cache.get("k", fetch, seconds=100, refresh_ahead=False)
+    assert len(calls) == 1
+    clock.now += 11
+    assert cache.get("k", fetch, seconds=100, refresh_ahead=False)[1] == "miss"
+
+
+def test_refresh_never_extends_past_exp() -> None:
+    clock = Clock()
+    cache = IdentityCache(timer=clock)
+    calls: list[str] = []
+
+    def fetch() -> Identity:
+        calls.append("x")
+        return IDENTITY
+
+    cache.get("k", fetch, seconds=100, not_after=clock.now + 50)
+    clock.now += 45
+    cache.get("k", fetch, seconds=100, not_after=clock.now + 5)
+    time.sleep(0.05)
+    assert len(calls) == 1  # refreshing could not extend the entry, so none was started
+
+
+def test_failed_refresh_leaves_entry_to_expire_and_rejection_drops_it() -> None:
+    clock = Clock()
+    cache = IdentityCache(timer=clock)
+    outcomes: list[Exception | Identity] = [IDENTITY, IdentityUnavailable(), InvalidToken()]
+
+    def fetch() -> Identity:
+        outcome = outcomes.pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    cache.get("k", fetch, seconds=100)
+    clock.now += 85
+    assert cache.get("k", fetch, seconds=100)[1] == "hit"  # refresh fails upstream
+    _wait_until(lambda: "k" not in cache._in_flight)
+    assert cache.get("k", fetch, seconds=100)[1] == "hit"  # entry kept; a second refresh is rejected
+    _wait_until(lambda: "k" not in cache._in_flight)
+    with pytest.raises(InvalidToken):
+        cache.get("k", fetch, seconds=100)
+
+
+def _wait_until(condition, timeout: float = 2.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.005)

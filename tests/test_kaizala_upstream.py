@@ -1,0 +1,138 @@
+"""The upstream call over real sockets: retries, timeouts, Retry-After, connection reuse, single flight."""
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+import ValidateToken
+from tests.helpers import Reply, identity_payload, json_of, make_jwt, request, upstream_server
+
+
+def use(monkeypatch: pytest.MonkeyPatch, url: str, timeout: float = 1.0) -> None:
+    monkeypatch.setenv("KAIZALA_IDENTITY_URL", url)
+    monkeypatch.setenv("KAIZALA_TIMEOUT_SECONDS", str(timeout))
+
+
+def test_retries_502_503_504_then_succeeds(monkeypatch) -> None:
+    statuses = {1: 502, 2: 503}
+    with upstream_server(lambda n, _t: Reply(statuses[n]) if n in statuses else Reply(body=identity_payload())) as up:
+        use(monkeypatch, up.url)
+        response = ValidateToken.main(request(token=make_jwt()))
+        assert response.status_code == 200
+        assert up.count == 3
+
+
+def test_at_most_two_retries_then_503(monkeypatch) -> None:
+    with upstream_server(lambda _n, _t: Reply(504)) as up:
+        use(monkeypatch, up.url)
+        response = ValidateToken.main(request(token=make_jwt()))
+        assert response.status_code == 503
+        assert json_of(response)["error"] == "identity_unavailable"
+        assert up.count == 3
+
+
+def test_500_and_429_are_not_retried(monkeypatch) -> None:
+    for status in (500, 429):
+        with upstream_server(lambda _n, _t, s=status: Reply(s, headers={"Retry-After": "9"})) as up:
+            use(monkeypatch, up.url)
+            response = ValidateToken.main(request(token=make_jwt()))
+            assert response.status_code == 503
+            assert response.headers["Retry-After"] == "9"
+            assert up.count == 1
+
+
+def test_upstream_retry_after_is_passed_on_but_never_slept(monkeypatch) -> None:
+    with upstream_server(lambda _n, _t: Reply(503, headers={"Retry-After": "30"})) as up:
+        use(monkeypatch, up.url)
+        started = time.monotonic()
+        response = ValidateToken.main(request(token=make_jwt()))
+        assert time.monotonic() - started < 2
+        assert response.headers["Retry-After"] == "30"
+        assert up.count == 3
+
+
+def test_hang_is_a_bounded_503_without_read_retries(monkeypatch) -> None:
+    with upstream_server(lambda _n, _t: Reply(body=identity_payload(), delay=1.5)) as up:
+        use(monkeypatch, up.url, timeout=0.3)
+        started = time.monotonic()
+        response = ValidateToken.main(request(token=make_jwt()))
+        elapsed = time.monotonic() - started
+        assert response.status_code == 503
+        assert json_of(response)["error"] == "identity_unavailable"
+        assert elapsed < 2 * 0.3 + 0.3
+        assert up.count == 1
+
+
+def test_connection_refused_is_503_quickly(monkeypatch) -> None:
+    with upstream_server(lambda _n, _t: Reply()) as up:
+        url = up.url
+    use(monkeypatch, url)  # the server is closed now: connections are refused
+    started = time.monotonic()
+    response = ValidateToken.main(request(token=make_jwt()))
+    assert response.status_code == 503
+    assert time.monotonic() - started < 2
+
+
+def test_upstream_failures_are_not_cached(monkeypatch) -> None:
+    replies = iter([Reply(500), Reply(body=identity_payload())])
+    with upstream_server(lambda _n, _t: next(replies)) as up:
+        use(monkeypatch, up.url)
+        token = make_jwt()
+        assert ValidateToken.main(request(token=token)).status_code == 503
+        assert ValidateToken.main(request(token=token)).status_code == 200
+        assert up.count == 2
+
+
+def test_concurrent_requests_with_one_token_make_one_upstream_call(monkeypatch) -> None:
+    with upstream_server(lambda _n, _t: Reply(body=identity_payload(), delay=0.3)) as up:
+        use(monkeypatch, up.url)
+        token = make_jwt()
+        barrier = threading.Barrier(32)
+
+        def call(_: int) -> int:
+            barrier.wait()
+            return ValidateToken.main(request(token=token)).status_code
+
+        with ThreadPoolExecutor(32) as pool:
+            statuses = list(pool.map(call, range(32)))
+        assert statuses == [200] * 32
+        assert up.count == 1
+
+
+def test_concurrent_rejections_are_shared_too(monkeypatch) -> None:
+    with upstream_server(lambda _n, _t: Reply(401, delay=0.3)) as up:
+        use(monkeypatch, up.url)
+        token = make_jwt()
+        barrier = threading.Barrier(16)
+
+        def call(_: int) -> int:
+            barrier.wait()
+            return ValidateToken.main(request(token=token)).status_code
+
+        with ThreadPoolExecutor(16) as pool:
+            assert list(pool.map(call, range(16))) == [401] * 16
+        assert up.count == 1
+
+
+def test_distinct_tokens_each_get_their_own_identity(monkeypatch) -> None:
+    tokens = {make_jwt(): f"user-{i}" for i in range(20)}
+    with upstream_server(lambda _n, t: Reply(body=identity_payload(tokens[t or ""]), delay=0.05)) as up:
+        use(monkeypatch, up.url)
+
+        def call(token: str) -> tuple[str, str]:
+            return tokens[token], json_of(ValidateToken.main(request(token=token)))["id"]
+
+        with ThreadPoolExecutor(8) as pool:
+            pairs = list(pool.map(call, list(tokens) * 3))
+        assert all(expected == got for expected, got in pairs)
+        assert up.count == 20
+
+
+def test_the_access_token_header_carries_the_token(monkeypatch) -> None:
+    with upstream_server(lambda _n, _t: Reply(body=identity_payload())) as up:
+        use(monkeypatch, up.url)
+        token = make_jwt()
+        ValidateToken.main(request(token=token))
+        assert up.calls == [token]
