@@ -2,7 +2,7 @@
 
 import azure.functions as func
 
-from shared import Identity, products, protected, raw_json_response
+from shared import Identity, not_modified, products, protected, raw_json_response
 from shared.settings import current_settings
 
 CACHE_HEADERS = {"Cache-Control": "private, no-cache", "Vary": "Authorization, accessToken"}
@@ -14,5 +14,5 @@ def main(req: func.HttpRequest, identity: Identity) -> func.HttpResponse:
     listing = products.load_catalog(current_settings().products_file).listing(query)
     headers = {**CACHE_HEADERS, "ETag": listing.etag}
     if products.etag_matches(req.headers.get("If-None-Match"), listing.etag):
-        return func.HttpResponse(status_code=304, headers=headers)
+        return not_modified(headers)
     return raw_json_response(listing.body, headers=headers)

@@ -8,7 +8,7 @@ cache, policy (who may call), errors (the typed failures), responses (JSON and e
 from .auth import authenticate, clear_cache, protected
 from .errors import ApiError
 from .kaizala import Identity
-from .responses import NO_STORE, json_response, raw_json_response
+from .responses import NO_STORE, json_response, not_modified, raw_json_response
 
 __all__ = [
     "NO_STORE",
@@ -17,6 +17,7 @@ __all__ = [
     "authenticate",
     "clear_cache",
     "json_response",
+    "not_modified",
     "protected",
     "raw_json_response",
 ]

@@ -9,6 +9,8 @@ import azure.functions as func
 from .errors import ApiError
 
 NO_STORE = {"Cache-Control": "no-store"}
+# Lets a card's script read these headers across origins (the card and the API never share an origin).
+EXPOSE_HEADERS = {"Access-Control-Expose-Headers": "ETag, Retry-After, WWW-Authenticate"}
 
 
 def json_response(payload: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> func.HttpResponse:
@@ -17,8 +19,16 @@ def json_response(payload: Any, status: int = 200, headers: Mapping[str, str] | 
 
 def raw_json_response(body: bytes, status: int = 200, headers: Mapping[str, str] | None = None) -> func.HttpResponse:
     return func.HttpResponse(
-        body, status_code=status, headers=dict(headers or {}), mimetype="application/json", charset="utf-8"
+        body,
+        status_code=status,
+        headers={**EXPOSE_HEADERS, **(headers or {})},
+        mimetype="application/json",
+        charset="utf-8",
     )
+
+
+def not_modified(headers: Mapping[str, str]) -> func.HttpResponse:
+    return func.HttpResponse(status_code=304, headers={**EXPOSE_HEADERS, **headers})
 
 
 def error_response(error: ApiError) -> func.HttpResponse:

@@ -1,0 +1,157 @@
+// Product Picker card: gets a Kaizala Integration Service token, calls our API with it, fills the dropdown.
+// The token goes only into the Authorization header: never into a URL, the page, or the console.
+"use strict";
+
+(function () {
+  var config = window.CARD_CONFIG || {};
+  var apiBaseUrl = String(config.apiBaseUrl || "").replace(/\/+$/, "");
+
+  function byId(id) { return document.getElementById(id); }
+
+  function CardError(kind, message, retryable) {
+    this.kind = kind;
+    this.message = message;
+    this.retryable = retryable;
+  }
+
+  // --- the token ----------------------------------------------------------------------------------------------
+
+  function requestToken() {
+    return new Promise(function (resolve, reject) {
+      var app = window.KASClient && window.KASClient.App;
+      if (!app || typeof app.getIntegerationServiceTokenAsync !== "function") {
+        reject(new CardError("sdk", "This card is missing the Kaizala SDK (KASClient.js).", false));
+        return;
+      }
+      // The SDK's own spelling: "Integeration".
+      app.getIntegerationServiceTokenAsync(function (token, error) {
+        if (error || !token) {
+          reject(new CardError("token", "Kaizala could not sign you in to this card. Try again.", true));
+        } else {
+          resolve(token);
+        }
+      });
+    });
+  }
+
+  var latestToken = null;
+
+  // The current token; `stale` is one the API just refused, so a fresh one is fetched (once for all callers).
+  function token(stale) {
+    if (!latestToken || (stale && latestToken.value === stale)) {
+      var pending = requestToken();
+      latestToken = { promise: pending, value: null };
+      pending.then(function (value) { if (latestToken && latestToken.promise === pending) { latestToken.value = value; } },
+                   function () { if (latestToken && latestToken.promise === pending) { latestToken = null; } });
+      return pending;
+    }
+    return latestToken.promise;
+  }
+
+  // --- the API ------------------------------------------------------------------------------------------------
+
+  function send(path, accessToken) {
+    return fetch(apiBaseUrl + path, { headers: { Authorization: "Bearer " + accessToken } }).catch(function () {
+      throw new CardError("network", "Cannot reach the product service. Check your connection and try again.", true);
+    });
+  }
+
+  async function callApi(path) {
+    var first = await token(null);
+    var response = await send(path, first);
+    if (response.status === 401) {
+      // Expired or revoked (tokens live 30 minutes): one fresh token, one retry.
+      response = await send(path, await token(first));
+    }
+    if (response.ok) {
+      return response.json();
+    }
+    throw await errorFrom(response);
+  }
+
+  async function errorFrom(response) {
+    var body = {};
+    try { body = await response.json(); } catch (ignored) { body = {}; }
+    var message = typeof body.message === "string" ? body.message : "";
+    switch (response.status) {
+      case 401:
+        return new CardError("unauthorized", "Kaizala could not confirm who you are. Close the card and open it again.", true);
+      case 403:
+        return new CardError("forbidden", "This card is not allowed to use the product service. Ask your admin to allow it.", false);
+      case 503:
+        var wait = parseInt(response.headers.get("Retry-After") || "", 10);
+        var when = wait > 0 ? " in " + wait + " seconds" : " shortly";
+        return new CardError("unavailable", "The sign-in service is busy. Try again" + when + ".", true);
+      default:
+        return new CardError("server", message || "The product service had a problem (" + response.status + "). Try again.", true);
+    }
+  }
+
+  // --- the page -----------------------------------------------------------------------------------------------
+
+  function showStatus(text, isError) {
+    var status = byId("status");
+    status.textContent = text;
+    status.className = isError ? "status error" : "status";
+  }
+
+  function showIdentity(identity) {
+    byId("user-name").textContent = identity.name ? "Signed in as " + identity.name : "Signed in";
+    var picture = byId("user-picture");
+    if (typeof identity.pictureUrl === "string" && /^https?:\/\//.test(identity.pictureUrl)) {
+      picture.src = identity.pictureUrl;
+      picture.hidden = false;
+    }
+  }
+
+  function showProducts(listing) {
+    var select = byId("product");
+    select.replaceChildren(new Option("Choose a product", ""));
+    listing.products.forEach(function (product) {
+      var label = product.name + " — " + product.price.toFixed(2) + " " + product.currency;
+      select.add(new Option(label, product.id));
+    });
+    select.disabled = listing.products.length === 0;
+    showStatus(listing.products.length ? listing.count + " products" : "No products are available.", false);
+  }
+
+  function showError(error) {
+    var known = error instanceof CardError;
+    showStatus(known ? error.message : "Something went wrong. Try again.", true);
+    byId("retry").hidden = known && !error.retryable;
+    if (!known && window.console) { console.error("Product Picker failed:", error && error.name); }
+  }
+
+  async function load() {
+    byId("retry").hidden = true;
+    showStatus("Loading…", false);
+    var results = await Promise.allSettled([callApi("/api/ValidateToken"), callApi("/api/ProtectedApi")]);
+    if (results[0].status === "fulfilled") {
+      showIdentity(results[0].value);
+    } else {
+      byId("user-name").textContent = "Not signed in";
+    }
+    if (results[1].status === "fulfilled") {
+      showProducts(results[1].value);
+    } else {
+      var select = byId("product");
+      select.replaceChildren(new Option("Products unavailable", ""));
+      select.disabled = true;
+    }
+    var failure = results.find(function (result) { return result.status === "rejected"; });
+    if (failure) {
+      showError(failure.reason);
+    }
+  }
+
+  function start() {
+    byId("retry").addEventListener("click", load);
+    load();
+  }
+
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", start);
+  } else {
+    start();
+  }
+})();

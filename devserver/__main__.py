@@ -1,0 +1,98 @@
+"""`python -m devserver`: the function host (port 7071) and the Kaizala stand-in (port 7072) on 127.0.0.1."""
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from .cli import add_fault_arguments, faults_from, wait_for_signal
+from .functions_host import FunctionAppError, load_app
+from .kaizala import DEFAULT_PORT as DEFAULT_KAIZALA_PORT
+from .kaizala import KaizalaStandIn
+from .wsgi import serve
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_STAND_IN_URL = f"http://127.0.0.1:{DEFAULT_KAIZALA_PORT}/v1/users/me"
+
+
+def load_local_settings(root: Path) -> dict[str, Any]:
+    """local.settings.json (or the .example beside it); its Values go into the environment, which wins."""
+    for name in ("local.settings.json", "local.settings.json.example"):
+        path = root / name
+        if path.exists():
+            try:
+                settings = json.loads(path.read_text(encoding="utf-8"))
+            except ValueError as exc:
+                raise FunctionAppError(f"{path}: not valid JSON ({exc})") from None
+            values = settings.get("Values") or {}
+            if not isinstance(values, dict):
+                raise FunctionAppError(f"{path}: 'Values' must be an object")
+            for key, value in values.items():
+                os.environ.setdefault(key, str(value))
+            return {"path": path, **settings}
+    return {}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devserver", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    parser.add_argument("--port", type=int, default=7071, help="function host port (0: any free port)")
+    parser.add_argument("--kaizala-port", type=int, default=DEFAULT_KAIZALA_PORT, help="Kaizala stand-in port")
+    parser.add_argument("--root", type=Path, default=ROOT, help="the function app folder")
+    add_fault_arguments(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+    try:
+        local = load_local_settings(args.root)
+        host_settings = local.get("Host") or {}
+        stand_in = KaizalaStandIn(faults=faults_from(args))
+        kaizala_server = serve(stand_in, args.host, args.kaizala_port)
+        kaizala_base = f"http://{args.host}:{kaizala_server.port}"
+        if os.environ.get("KAIZALA_IDENTITY_URL", DEFAULT_STAND_IN_URL) == DEFAULT_STAND_IN_URL:
+            os.environ["KAIZALA_IDENTITY_URL"] = f"{kaizala_base}/v1/users/me"
+        origins = {o for o in str(host_settings.get("CORS", "")).split(",") if o.strip()}
+        origins |= {kaizala_base, f"http://localhost:{kaizala_server.port}", f"http://127.0.0.1:{kaizala_server.port}"}
+        app = load_app(args.root, origins, bool(host_settings.get("CORSCredentials", False)))
+        api_server = serve(app, args.host, args.port)
+    except (FunctionAppError, OSError) as exc:
+        print(f"devserver: cannot start: {exc}", file=sys.stderr)
+        return 2
+    api_base = f"http://{args.host}:{api_server.port}"
+    stand_in.api_url = api_base
+    print(banner(app.functions, api_base, kaizala_base, stand_in), flush=True)
+
+    wait_for_signal()
+    print("devserver: stopping", file=sys.stderr, flush=True)
+    api_server.shutdown()
+    kaizala_server.shutdown()
+    return 0
+
+
+def banner(functions: Any, api_base: str, kaizala_base: str, stand_in: KaizalaStandIn) -> str:
+    token, _ = stand_in.mint()
+    user = stand_in.users[stand_in.default_user]["name"]
+    lines = ["", "Functions:", ""]
+    for function in functions:
+        lines.append(f"        {function.name}: [{','.join(function.methods)}] {api_base}/{function.route}")
+        lines.append("")
+    lines += [
+        f"Kaizala stand-in:  {kaizala_base}/v1/users/me  (mint tokens: POST {kaizala_base}/v1/dev/tokens)",
+        f"Card preview:      {kaizala_base}/card/",
+        "",
+        f"A demo token for {user} (valid 30 minutes; dev only):",
+        f"  export TOKEN={token}",
+        f'  curl -s -H "Authorization: Bearer $TOKEN" {api_base}/api/ValidateToken',
+        f'  curl -s -H "Authorization: Bearer $TOKEN" "{api_base}/api/ProtectedApi?category=coffee"',
+        f"  curl -s -X POST {kaizala_base}/v1/dev/tokens   # a fresh token",
+        "",
+        f"devserver ready: api={api_base} kaizala={kaizala_base} (Ctrl-C to stop)",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

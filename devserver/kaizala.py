@@ -1,0 +1,328 @@
+"""A local stand-in for Kaizala's identity side, as Azurite stands in for Azure Storage (dev-only).
+
+- `GET /v1/users/me` with header `accessToken`: the token's user, or 401 JSON.
+- `POST /v1/dev/tokens` `{"userId", "actionPackageId", "ttlSeconds"}` (all optional): mints a token, 201.
+- `GET /v1/dev/users`: the demo users. `GET|PUT|DELETE /v1/dev/faults`: fault injection. `GET /v1/dev/stats`.
+- `/card/`: a preview of the sample card, calling the local function host.
+
+Tokens are real HS256 JWTs signed with a secret made fresh for each process, living 30 minutes by default.
+Run alone with `python -m devserver.kaizala [--port 7072]`.
+"""
+
+import argparse
+import html
+import json
+import random
+import secrets
+import socket
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import jwt
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import Map, Rule
+from werkzeug.utils import redirect, send_from_directory
+from werkzeug.wrappers import Request, Response
+
+from .wsgi import json_error, serve
+
+HERE = Path(__file__).resolve().parent
+DEMO_FILE = HERE / "demo_users.json"
+CARD_DIR = HERE.parent / "card"
+PREVIEW_DIR = HERE / "preview"
+DEFAULT_PORT = 7072
+DEFAULT_TOKEN_TTL = 1800
+MAX_TOKEN_TTL = 24 * 3600
+
+
+@dataclass
+class Faults:
+    """What `GET /v1/users/me` does wrong, and how often. Rates are fractions of calls; their sum is at most 1."""
+
+    latency_ms: float = 0.0
+    jitter_ms: float = 0.0
+    error_rate: float = 0.0
+    error_status: int = 503  # 500, 503 or 429 (429 carries Retry-After)
+    malformed_rate: float = 0.0  # 200 whose body is not JSON
+    missing_id_rate: float = 0.0  # 200 JSON without "id"
+    truncate_rate: float = 0.0  # body cut short, then the connection closes
+    drop_rate: float = 0.0  # the connection closes with no answer
+    hang_rate: float = 0.0  # no answer for hang_seconds
+    hang_seconds: float = 30.0
+
+    RATES = ("error_rate", "malformed_rate", "missing_id_rate", "truncate_rate", "drop_rate", "hang_rate")
+
+    def validated(self) -> "Faults":
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise ValueError(f"{item.name} must be a non-negative number")
+        if self.error_status not in (429, 500, 502, 503, 504):
+            raise ValueError("error_status must be 429, 500, 502, 503 or 504")
+        if sum(getattr(self, name) for name in self.RATES) > 1:
+            raise ValueError("the rates add up to more than 1")
+        return self
+
+    def draw(self, rng: random.Random) -> str | None:
+        """The fault for one call, or None for a normal answer."""
+        point = rng.random()
+        for name in self.RATES:
+            point -= getattr(self, name)
+            if point < 0:
+                return name.removesuffix("_rate")
+        return None
+
+    def delay(self, rng: random.Random) -> float:
+        return max(0.0, self.latency_ms + rng.uniform(-self.jitter_ms, self.jitter_ms)) / 1000
+
+
+class KaizalaStandIn:
+    def __init__(
+        self,
+        *,
+        api_url: str = "http://127.0.0.1:7071",
+        token_ttl: int = DEFAULT_TOKEN_TTL,
+        faults: Faults | None = None,
+        demo_file: Path = DEMO_FILE,
+        card_dir: Path = CARD_DIR,
+    ) -> None:
+        demo = json.loads(demo_file.read_text(encoding="utf-8"))
+        self.action_package_id: str = demo["actionPackageId"]
+        self.users: dict[str, dict[str, str]] = {user["id"]: user for user in demo["users"]}
+        self.default_user = demo["users"][0]["id"]
+        self.api_url = api_url
+        self.token_ttl = token_ttl
+        self.faults = (faults or Faults()).validated()
+        self.card_dir = card_dir
+        self.stats: Counter[str] = Counter()
+        self._secret = secrets.token_bytes(32)
+        self._rng = random.Random()  # noqa: S311 - chooses faults, not secrets
+        self._lock = threading.Lock()
+        self.url_map = Map(
+            [
+                Rule("/", endpoint="home"),
+                Rule("/v1/users/me", endpoint="users_me", methods=["GET"]),
+                Rule("/v1/dev/tokens", endpoint="mint", methods=["POST"]),
+                Rule("/v1/dev/users", endpoint="list_users", methods=["GET"]),
+                Rule("/v1/dev/faults", endpoint="faults", methods=["GET", "PUT", "DELETE"]),
+                Rule("/v1/dev/stats", endpoint="get_stats", methods=["GET", "DELETE"]),
+                Rule("/v1/dev/pictures/<name>.svg", endpoint="picture", methods=["GET"]),
+                Rule("/card/", endpoint="card", defaults={"name": "index.html"}),
+                Rule("/card/<path:name>", endpoint="card"),
+            ],
+            strict_slashes=True,
+        )
+
+    # --- tokens ------------------------------------------------------------------------------------------------
+
+    def mint(
+        self, user_id: str | None = None, action_package_id: str | None = None, ttl: int | None = None
+    ) -> tuple[str, int]:
+        user_id = user_id or self.default_user
+        if user_id not in self.users:
+            raise KeyError(user_id)
+        now = int(time.time())
+        expires_at = now + (ttl if ttl is not None else self.token_ttl)
+        claims = {
+            "sub": user_id,
+            "apid": action_package_id or self.action_package_id,
+            "iat": now,
+            "exp": expires_at,
+            "jti": uuid.uuid4().hex,
+        }
+        return jwt.encode(claims, self._secret, algorithm="HS256"), expires_at
+
+    def verify(self, token: str) -> dict[str, Any]:
+        """The token's claims; raises jwt.InvalidTokenError when forged, expired or malformed."""
+        claims = jwt.decode(
+            token, self._secret, algorithms=["HS256"], options={"require": ["sub", "apid", "exp", "iat"]}
+        )
+        if claims["sub"] not in self.users:
+            raise jwt.InvalidTokenError("unknown user")
+        return claims
+
+    # --- WSGI --------------------------------------------------------------------------------------------------
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        request = Request(environ)
+        adapter = self.url_map.bind_to_environ(environ)
+        try:
+            endpoint, args = adapter.match()
+            response = getattr(self, f"on_{endpoint}")(request, **args)
+        except HTTPException as exc:
+            if exc.code in (301, 302, 308):
+                return exc(environ, start_response)
+            response = json_error(
+                exc.code or 500, "not_found" if exc.code == 404 else "bad_request", exc.description or ""
+            )
+        return response(environ, start_response)
+
+    def on_home(self, request: Request) -> Response:
+        return redirect("/card/")
+
+    def on_users_me(self, request: Request) -> Response:
+        fault = self.faults.draw(self._rng)
+        delay = self.faults.delay(self._rng)
+        with self._lock:
+            self.stats["users_me"] += 1
+            self.stats[f"fault_{fault}" if fault else "normal"] += 1
+        if fault == "hang":
+            delay = max(delay, self.faults.hang_seconds)
+        if delay:
+            time.sleep(delay)
+        if fault == "drop":
+            return self._drop(request)
+        if fault == "error":
+            status = self.faults.error_status
+            headers = {"Retry-After": "2"} if status == 429 else {}
+            return json_error(status, "unavailable", "Injected failure.", headers)
+        if fault == "malformed":
+            return Response(b'{"id": "half', status=200, mimetype="application/json")
+
+        token = request.headers.get("accessToken")
+        if not token:
+            return json_error(401, "missing_token", "Send the token in the accessToken header.")
+        try:
+            claims = self.verify(token)
+        except jwt.InvalidTokenError:
+            return json_error(401, "invalid_token", "The token is invalid or expired.")
+        user = self.users[claims["sub"]]
+        identity = {
+            "id": user["id"],
+            "name": user["name"],
+            "phoneNumber": user["phoneNumber"],
+            "pictureUrl": f"{request.host_url}v1/dev/pictures/{user['id']}.svg",
+            "actionPackageId": claims["apid"],
+        }
+        if fault == "missing_id":
+            del identity["id"]
+        body = json.dumps(identity).encode()
+        if fault == "truncate":
+            return Response(
+                body[: len(body) // 2],
+                mimetype="application/json",
+                headers={"Content-Length": str(len(body)), "Connection": "close"},
+            )
+        return Response(body, mimetype="application/json", headers={"Cache-Control": "no-store"})
+
+    def _drop(self, request: Request) -> Response:
+        sock = request.environ.get("werkzeug.socket")
+        if isinstance(sock, socket.socket):
+            sock.shutdown(socket.SHUT_RDWR)
+        return Response(status=500)  # never reaches the client: the connection is gone
+
+    def on_mint(self, request: Request) -> Response:
+        body = request.get_data(cache=False)
+        try:
+            payload = json.loads(body) if body.strip() else {}
+        except ValueError:
+            return json_error(400, "invalid_request", "The body must be JSON.")
+        if not isinstance(payload, dict):
+            return json_error(400, "invalid_request", "The body must be a JSON object.")
+        user_id, card, ttl = payload.get("userId"), payload.get("actionPackageId"), payload.get("ttlSeconds")
+        if user_id is not None and not isinstance(user_id, str):
+            return json_error(400, "invalid_request", "userId must be a string.")
+        if card is not None and (not isinstance(card, str) or not card):
+            return json_error(400, "invalid_request", "actionPackageId must be a non-empty string.")
+        if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int) or not 1 <= ttl <= MAX_TOKEN_TTL):
+            return json_error(400, "invalid_request", f"ttlSeconds must be a whole number from 1 to {MAX_TOKEN_TTL}.")
+        try:
+            token, expires_at = self.mint(user_id, card, ttl)
+        except KeyError:
+            return json_error(404, "unknown_user", "No demo user has that id; GET /v1/dev/users lists them.")
+        return Response(
+            json.dumps({"token": token, "expiresAt": expires_at}),
+            status=201,
+            mimetype="application/json",
+            headers={"Cache-Control": "no-store"},
+        )
+
+    def on_list_users(self, request: Request) -> Response:
+        users = [{"id": u["id"], "name": u["name"]} for u in self.users.values()]
+        return Response(
+            json.dumps({"actionPackageId": self.action_package_id, "users": users}), mimetype="application/json"
+        )
+
+    def on_faults(self, request: Request) -> Response:
+        if request.method == "DELETE":
+            self.faults = Faults()
+        elif request.method == "PUT":
+            try:
+                changes = json.loads(request.get_data(cache=False) or b"{}")
+                if not isinstance(changes, dict):
+                    raise ValueError("the body must be a JSON object")
+                unknown = set(changes) - {item.name for item in fields(Faults)}
+                if unknown:
+                    raise ValueError(f"unknown fault {sorted(unknown)[0]!r}")
+                self.faults = Faults(**{**asdict(self.faults), **changes}).validated()
+            except (ValueError, TypeError) as exc:
+                return json_error(400, "invalid_request", str(exc))
+        return Response(json.dumps(asdict(self.faults)), mimetype="application/json")
+
+    def on_get_stats(self, request: Request) -> Response:
+        with self._lock:
+            if request.method == "DELETE":
+                self.stats.clear()
+            return Response(json.dumps(dict(self.stats)), mimetype="application/json")
+
+    def on_picture(self, request: Request, name: str) -> Response:
+        user = self.users.get(name)
+        if user is None:
+            return json_error(404, "not_found", "No such picture.")
+        initials = html.escape("".join(part[0] for part in user["name"].split()[:2]))
+        hue = sum(name.encode()) % 360
+        svg = (
+            '<svg xmlns="http://www.w3.org/2000/svg" width="64" height="64" viewBox="0 0 64 64">'
+            f'<circle cx="32" cy="32" r="32" fill="hsl({hue},55%,45%)"/>'
+            '<text x="32" y="40" font-family="sans-serif" font-size="24" fill="#fff" text-anchor="middle">'
+            f"{initials}</text>"
+            "</svg>"
+        )
+        return Response(svg, mimetype="image/svg+xml", headers={"Cache-Control": "public, max-age=86400"})
+
+    def on_card(self, request: Request, name: str) -> Response:
+        if name == "config.js":
+            return Response(self._preview_config(), mimetype="text/javascript", headers={"Cache-Control": "no-store"})
+        if name == "KASClient.js":
+            return send_from_directory(PREVIEW_DIR, "KASClient.js", request.environ, max_age=0)
+        return send_from_directory(self.card_dir, name, request.environ, max_age=0)
+
+    def _preview_config(self) -> str:
+        # The preview's API comes from devserver, or from the page's own ?api= parameter.
+        return (
+            "// Generated by the Kaizala stand-in for the card preview (dev only).\n"
+            f"window.CARD_CONFIG = {{ apiBaseUrl: {json.dumps(self.api_url)}, preview: true }};\n"
+            "(function () {\n"
+            '  var api = new URLSearchParams(window.location.search).get("api");\n'
+            "  if (api && /^https?:\\/\\/[^\\s]+$/.test(api)) {\n"
+            '    window.CARD_CONFIG.apiBaseUrl = api.replace(/\\/+$/, "");\n'
+            "  }\n"
+            "})();\n"
+        )
+
+
+def main(argv: list[str] | None = None) -> None:
+    from .cli import add_fault_arguments, faults_from, wait_for_signal  # noqa: PLC0415 - cli imports this module
+
+    parser = argparse.ArgumentParser(prog="python -m devserver.kaizala", description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    parser.add_argument("--api-url", default="http://127.0.0.1:7071", help="the function host the card preview calls")
+    add_fault_arguments(parser)
+    args = parser.parse_args(argv)
+    stand_in = KaizalaStandIn(api_url=args.api_url, faults=faults_from(args))
+    server = serve(stand_in, args.host, args.port)
+    base = f"http://{args.host}:{server.port}"
+    print(f"Kaizala stand-in: {base}/v1/users/me\nCard preview: {base}/card/", flush=True)
+    print(f"devserver ready: kaizala={base} (Ctrl-C to stop)", flush=True)
+    wait_for_signal()
+    server.shutdown()
+
+
+if __name__ == "__main__":
+    main()

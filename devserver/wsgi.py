@@ -1,0 +1,41 @@
+"""Serving a WSGI app on a thread with werkzeug, with an access log that never shows a query string."""
+
+import json
+import re
+import sys
+import threading
+from typing import Any
+
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.wrappers import Response
+
+_QUERY = re.compile(r"\?[^\s'\"]*")
+
+
+class AccessLog(WSGIRequestHandler):
+    """Werkzeug's handler, logging method, path and status only: a token could sit in a query string."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        path = self.path.split("?", 1)[0] if hasattr(self, "path") else "-"
+        self.log("info", '"%s %s" %s', getattr(self, "command", "-"), path, code)
+
+    def log(self, type: str, message: str, *args: Any) -> None:
+        text = message % args if args else message
+        sys.stderr.write(f"{self.address_string()} - {_QUERY.sub('?…', text)}\n")
+
+
+def serve(app: Any, host: str, port: int) -> BaseWSGIServer:
+    """Bind now (so the port is known and in use), serve on a daemon thread; `server.shutdown()` stops it."""
+    server = make_server(host, port, app, threaded=True, request_handler=AccessLog)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name=f"serve-{server.port}", daemon=True).start()
+    return server
+
+
+def json_error(status: int, error: str, message: str, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        json.dumps({"error": error, "message": message}),
+        status=status,
+        mimetype="application/json",
+        headers={"Cache-Control": "no-store", **(headers or {})},
+    )
