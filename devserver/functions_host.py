@@ -11,7 +11,7 @@ import json
 import logging
 import re
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,7 +86,7 @@ class FunctionApp:
             return json_error(exc.code or 400, "bad_request", exc.description or "Bad request.")
         return self.invoke(self._by_name[str(endpoint)], request, route_params)
 
-    def invoke(self, function: HttpFunction, request: Request, route_params: dict[str, Any]) -> Response:
+    def invoke(self, function: HttpFunction, request: Request, route_params: Mapping[str, Any]) -> Response:
         try:
             body = request.get_data(cache=False)
         except RequestEntityTooLarge:

@@ -27,7 +27,7 @@ class AccessLog(WSGIRequestHandler):
 def serve(app: Any, host: str, port: int) -> BaseWSGIServer:
     """Bind now (so the port is known and in use), serve on a daemon thread; `server.shutdown()` stops it."""
     server = make_server(host, port, app, threaded=True, request_handler=AccessLog)
-    server.daemon_threads = True
+    server.daemon_threads = True  # type: ignore[attr-defined]  # ThreadingMixIn: a hung request must not block exit
     threading.Thread(target=server.serve_forever, name=f"serve-{server.port}", daemon=True).start()
     return server
 

@@ -1,0 +1,137 @@
+"""The local Functions host in-process: discovery, route templates, routePrefix, validation, request mapping."""
+
+import json
+import textwrap
+import uuid
+from pathlib import Path
+
+import pytest
+from werkzeug.test import Client
+
+from devserver.functions_host import FunctionAppError, load_app
+
+ECHO = textwrap.dedent(
+    """
+    import json
+    import azure.functions as func
+
+    def main(request: func.HttpRequest) -> func.HttpResponse:
+        return func.HttpResponse(json.dumps({
+            "method": request.method,
+            "params": dict(request.params),
+            "route": dict(request.route_params),
+            "body": request.get_body().decode(),
+            "header": request.headers.get("x-test"),
+        }), mimetype="application/json")
+    """
+)
+
+
+def make_app(root: Path, functions: dict[str, dict], host: dict | None = None, code: str = ECHO) -> dict[str, str]:
+    """Function folders with unique names (modules are imported for real); returns name -> folder name."""
+    (root / "host.json").write_text(json.dumps(host or {"version": "2.0"}))
+    names = {}
+    for name, trigger in functions.items():
+        folder = f"{name}_{uuid.uuid4().hex[:8]}"
+        names[name] = folder
+        (root / folder).mkdir()
+        (root / folder / "__init__.py").write_text(code)
+        bindings = [
+            {"type": "httpTrigger", "direction": "in", "name": "request", "authLevel": "anonymous", **trigger},
+            {"type": "http", "direction": "out", "name": "$return"},
+        ]
+        (root / folder / "function.json").write_text(json.dumps({"scriptFile": "__init__.py", "bindings": bindings}))
+    return names
+
+
+def test_default_route_is_the_folder_name_under_api(tmp_path) -> None:
+    names = make_app(tmp_path, {"Echo": {"methods": ["get", "post"]}})
+    client = Client(load_app(tmp_path))
+    response = client.post(f"/api/{names['Echo']}?a=1", data=b"hello", headers={"X-Test": "yes"})
+    assert response.status_code == 200
+    assert response.json == {"method": "POST", "params": {"a": "1"}, "route": {}, "body": "hello", "header": "yes"}
+    assert response.headers["Content-Type"] == "application/json; charset=utf-8"
+
+
+def test_route_templates_and_route_prefix(tmp_path) -> None:
+    make_app(
+        tmp_path,
+        {"Item": {"route": "items/{id:int}/{name?}", "methods": ["get"]}, "Files": {"route": "files/{*path}"}},
+        host={"version": "2.0", "extensions": {"http": {"routePrefix": "v2"}}},
+    )
+    client = Client(load_app(tmp_path))
+    assert client.get("/v2/items/42/bolt").json["route"] == {"id": "42", "name": "bolt"}
+    assert client.get("/v2/items/42").json["route"] == {"id": "42"}
+    assert client.get("/v2/items/abc").status_code == 404
+    assert client.get("/v2/files/a/b/c.txt").json["route"] == {"path": "a/b/c.txt"}
+    assert client.delete("/v2/files/x").status_code == 200  # no methods listed: every method
+    assert client.get("/api/items/42").status_code == 404
+
+
+def test_empty_route_prefix(tmp_path) -> None:
+    names = make_app(tmp_path, {"Echo": {}}, host={"version": "2.0", "extensions": {"http": {"routePrefix": ""}}})
+    assert Client(load_app(tmp_path)).get(f"/{names['Echo']}").status_code == 200
+
+
+def test_method_not_allowed(tmp_path) -> None:
+    names = make_app(tmp_path, {"Echo": {"methods": ["get"]}})
+    response = Client(load_app(tmp_path)).put(f"/api/{names['Echo']}")
+    assert response.status_code == 405
+    assert response.json["error"] == "method_not_allowed"
+
+
+def test_exception_in_a_function_is_a_json_500(tmp_path) -> None:
+    names = make_app(tmp_path, {"Boom": {}}, code="def main(request):\n    raise RuntimeError('boom')\n")
+    response = Client(load_app(tmp_path)).get(f"/api/{names['Boom']}")
+    assert response.status_code == 500
+    assert response.json["error"] == "internal_error"
+
+
+@pytest.mark.parametrize(
+    ("config", "problem"),
+    [
+        ("{nope", "not valid JSON"),
+        (json.dumps({"bindings": []}), "httpTrigger"),
+        (json.dumps({"bindings": [{"type": "httpTrigger", "name": "req"}]}), "'$return'"),
+        (
+            json.dumps(
+                {
+                    "scriptFile": "missing.py",
+                    "bindings": [{"type": "httpTrigger", "name": "req"}, {"type": "http", "name": "$return"}],
+                }
+            ),
+            "scriptFile 'missing.py' does not exist",
+        ),
+        (
+            json.dumps(
+                {
+                    "entryPoint": "run",
+                    "bindings": [{"type": "httpTrigger", "name": "req"}, {"type": "http", "name": "$return"}],
+                }
+            ),
+            "entry point 'run'",
+        ),
+        (
+            json.dumps({"bindings": [{"type": "httpTrigger", "name": "other"}, {"type": "http", "name": "$return"}]}),
+            "no parameter 'other'",
+        ),
+    ],
+)
+def test_invalid_function_json_names_the_file_and_problem(tmp_path, config: str, problem: str) -> None:
+    folder = tmp_path / f"Bad_{uuid.uuid4().hex[:8]}"
+    folder.mkdir()
+    (folder / "__init__.py").write_text("def main(req):\n    return None\n")
+    (folder / "function.json").write_text(config)
+    with pytest.raises(FunctionAppError) as failure:
+        load_app(tmp_path)
+    assert f"{folder.name}/function.json" in str(failure.value) or folder.name in str(failure.value)
+    assert problem in str(failure.value)
+
+
+def test_the_real_app_has_both_functions() -> None:
+    app = load_app(Path(__file__).resolve().parent.parent)
+    routes = {function.name: (function.route, function.methods) for function in app.functions}
+    assert routes == {
+        "ProtectedApi": ("api/ProtectedApi", ("GET",)),
+        "ValidateToken": ("api/ValidateToken", ("GET", "POST")),
+    }
