@@ -20,7 +20,7 @@ from .errors import ApiError, InternalError
 from .kaizala import Identity, KaizalaClient
 from .policy import authorize
 from .responses import error_response
-from .settings import SettingsError, current_settings
+from .settings import Settings, SettingsError, current_settings, request_snapshot
 
 log = logging.getLogger("kaizala_auth")
 
@@ -39,11 +39,13 @@ def clear_cache() -> None:
 def authenticate(req: func.HttpRequest, *, accept_body_token: bool = False) -> Identity:
     """The caller's identity, or a typed ApiError saying why not."""
     tokens.refuse_token_in_query(req)
-    settings = current_settings()
+    return _authenticate(req, current_settings(), accept_body_token)
+
+
+def _authenticate(req: func.HttpRequest, settings: Settings, accept_body_token: bool) -> Identity:
     from_body = tokens.body_token(req) if accept_body_token and req.method.upper() == "POST" else None
     token = tokens.require_token(tokens.header_token(req), from_body)
     tokens.check_shape(token)
-    not_after = tokens.expiry(token)
 
     cache.resize(settings.cache_max_entries)
     started = time.perf_counter()
@@ -52,11 +54,11 @@ def authenticate(req: func.HttpRequest, *, accept_body_token: bool = False) -> I
             hashlib.sha256(token.encode()).hexdigest(),
             lambda: kaizala.fetch_identity(token, settings.identity_url, settings.timeout_seconds),
             seconds=settings.cache_seconds,
-            not_after=not_after,
+            not_after=lambda: tokens.expiry(token),
             refresh_ahead=settings.refresh_ahead,
         )
     except ApiError as exc:
-        log.info("token %s: %s after %.0f ms", "refused", exc.code, _ms_since(started))
+        log.info("token refused: %s after %.0f ms", exc.code, _ms_since(started))
         raise
     if source == "hit":
         log.debug("token accepted from cache: user %s", identity.id)
@@ -80,17 +82,25 @@ def protected(handler: Handler | None = None, *, accept_body_token: bool = False
         # No __wrapped__: the Functions worker reads main's signature and must see only `req`.
         @functools.wraps(handler, updated=())
         def main(req: func.HttpRequest) -> func.HttpResponse:
+            snapshot = None
             try:
-                identity = authenticate(req, accept_body_token=accept_body_token)
+                tokens.refuse_token_in_query(req)  # first of all, before even the settings
+                settings = current_settings()
+                snapshot = request_snapshot.set(settings)
+                identity = _authenticate(req, settings, accept_body_token)
                 return handler(req, identity)
             except SettingsError as exc:
                 log.error("server misconfigured: %s (fix this app setting)", exc.detail)
                 return error_response(exc)
             except ApiError as exc:
+                log.debug("request answered %d %s", exc.status, exc.code)
                 return error_response(exc)
             except Exception:
                 log.exception("unhandled error in %s", handler.__module__)
                 return error_response(InternalError())
+            finally:
+                if snapshot is not None:
+                    request_snapshot.reset(snapshot)
 
         del main.__wrapped__
         return main

@@ -13,7 +13,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from typing import Literal
 
@@ -30,13 +30,6 @@ REFRESH_AHEAD_FRACTION = 0.2  # refresh during the last 20% of an entry's life
 
 
 @dataclass(frozen=True, slots=True)
-class _Entry:
-    identity: Identity
-    refresh_at: float
-    expires_at: float
-
-
-@dataclass(frozen=True, slots=True)
 class _Lifetime:
     seconds: float
     not_after: float | None  # the token's exp, when it has one
@@ -46,13 +39,21 @@ class _Lifetime:
         return end if self.not_after is None else min(end, self.not_after)
 
 
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    identity: Identity
+    refresh_at: float
+    expires_at: float
+    not_after: float | None
+
+
 class IdentityCache:
     def __init__(self, maxsize: int = 10_000, timer: Callable[[], float] | None = None) -> None:
         # A lambda, not time.time itself, so a test that patches time.time moves this clock too.
         self._timer = timer or (lambda: time.time())  # noqa: PLW0108
         self._lock = threading.Lock()
         self._in_flight: dict[str, Future[Identity]] = {}
-        self._refresher: ThreadPoolExecutor | None = None
+        self._refresher: Executor | None = None
         self.maxsize = 0
         self.resize(maxsize)
 
@@ -85,17 +86,23 @@ class IdentityCache:
         fetch: Fetch,
         *,
         seconds: float,
-        not_after: float | None = None,
+        not_after: Callable[[], float | None] = lambda: None,
         refresh_ahead: bool = True,
     ) -> tuple[Identity, Source]:
-        """The identity for `key`, from the cache or from `fetch()` (whose typed errors propagate)."""
-        lifetime = _Lifetime(seconds, not_after)
+        """The identity for `key`, from the cache or from `fetch()` (whose typed errors propagate).
+
+        `not_after()` gives the token's exp and runs only on a miss: a cached entry never outlives the exp it was
+        stored with, so on a hit the token is known to be unexpired and well formed.
+        """
         with self._lock:
             entry = self._identities.get(key)
             if entry is not None:
+                lifetime = _Lifetime(seconds, entry.not_after)
                 if refresh_ahead and self._refresh_due(key, entry, lifetime):
                     self._start_refresh(key, fetch, lifetime)
                 return entry.identity, "hit"
+        lifetime = _Lifetime(seconds, not_after())
+        with self._lock:
             if key in self._rejections:
                 raise InvalidToken("Kaizala rejected this token moments ago. Get a new one and try again.")
             future = self._in_flight.get(key)
@@ -118,6 +125,8 @@ class IdentityCache:
         future: Future[Identity] = Future()
         self._in_flight[key] = future
         if self._refresher is None:
+            from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415 - off the cold-start path
+
             self._refresher = ThreadPoolExecutor(max_workers=2, thread_name_prefix="kaizala-refresh")
         self._refresher.submit(self._settle_quietly, key, future, fetch, lifetime)
 
@@ -145,7 +154,10 @@ class IdentityCache:
         expires_at = lifetime.expires_at(now)
         with self._lock:
             self._identities[key] = _Entry(
-                identity, refresh_at=expires_at - (expires_at - now) * REFRESH_AHEAD_FRACTION, expires_at=expires_at
+                identity,
+                refresh_at=expires_at - (expires_at - now) * REFRESH_AHEAD_FRACTION,
+                expires_at=expires_at,
+                not_after=lifetime.not_after,
             )
             del self._in_flight[key]
         future.set_result(identity)

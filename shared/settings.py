@@ -8,6 +8,7 @@ import functools
 import ipaddress
 import math
 import os
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -57,8 +58,16 @@ class Settings:
     products_file: Path
 
 
+# Inside a guarded request, the snapshot that request started with: one request sees one set of settings, and
+# the environment is read once per request rather than once per module that needs a setting.
+request_snapshot: ContextVar[Settings | None] = ContextVar("request_snapshot", default=None)
+
+
 def current_settings() -> Settings:
     """The settings in force now; raises SettingsError when one is missing or malformed (fail closed)."""
+    snapshot = request_snapshot.get()
+    if snapshot is not None:
+        return snapshot
     return _parse(tuple(os.environ.get(name) for name in _NAMES))
 
 

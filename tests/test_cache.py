@@ -180,9 +180,9 @@ def test_refresh_never_extends_past_exp() -> None:
         calls.append("x")
         return IDENTITY
 
-    cache.get("k", fetch, seconds=100, not_after=clock.now + 50)
+    cache.get("k", fetch, seconds=100, not_after=lambda: clock.now + 50)
     clock.now += 45
-    cache.get("k", fetch, seconds=100, not_after=clock.now + 5)
+    cache.get("k", fetch, seconds=100)
     time.sleep(0.05)
     assert len(calls) == 1  # refreshing could not extend the entry, so none was started
 
