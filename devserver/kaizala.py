@@ -203,8 +203,9 @@ class KaizalaStandIn:
             del identity["id"]
         body = json.dumps(identity).encode()
         if fault == "truncate":
+            # A streamed body keeps our Content-Length: the client is promised all of it, gets half, then EOF.
             return Response(
-                body[: len(body) // 2],
+                iter([body[: len(body) // 2]]),
                 mimetype="application/json",
                 headers={"Content-Length": str(len(body)), "Connection": "close"},
             )

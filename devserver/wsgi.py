@@ -13,7 +13,14 @@ _QUERY = re.compile(r"\?[^\s'\"]*")
 
 
 class AccessLog(WSGIRequestHandler):
-    """Werkzeug's handler, logging method, path and status only: a token could sit in a query string."""
+    """Werkzeug's handler, logging method, path and status only: a token could sit in a query string.
+
+    Requests too malformed to reach an app (a header line over 64 KiB, a bad request line) are answered by
+    http.server itself: as JSON here too, like every other error.
+    """
+
+    error_content_type = "application/json"
+    error_message_format = '{"error": "bad_request", "message": "%(message)s (%(code)d)."}'
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         path = self.path.split("?", 1)[0] if hasattr(self, "path") else "-"

@@ -9,12 +9,12 @@
   entry's life answers at once and refreshes the entry in the background through the same single flight.
 """
 
-import contextlib
+import math
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from cachetools import TLRUCache
@@ -131,8 +131,15 @@ class IdentityCache:
         self._refresher.submit(self._settle_quietly, key, future, fetch, lifetime)
 
     def _settle_quietly(self, key: str, future: Future[Identity], fetch: Fetch, lifetime: _Lifetime) -> None:
-        with contextlib.suppress(Exception):  # a failed refresh leaves the entry to expire on its own
+        try:
             self._settle(key, future, fetch, lifetime)
+        except InvalidToken:
+            pass  # _settle already dropped the entry: Kaizala no longer accepts the token
+        except Exception:  # noqa: BLE001 - any failure: no further refresh; the entry expires on its own
+            with self._lock:
+                entry = self._identities.get(key)
+                if entry is not None:
+                    self._identities[key] = replace(entry, refresh_at=math.inf)
 
     def _settle(self, key: str, future: Future[Identity], fetch: Fetch, lifetime: _Lifetime) -> Identity:
         """Run the one upstream call for `key`, record its outcome, and hand it to every waiter."""

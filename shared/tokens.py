@@ -12,6 +12,7 @@ import azure.functions as func
 from .errors import InvalidRequest, InvalidToken, MissingToken
 
 MAX_TOKEN_LENGTH = 4096
+MAX_BODY_BYTES = 64 * 1024  # a {"token": ...} body is tiny; parsing megabytes of JSON is work an attacker chooses
 CLOCK_SKEW_SECONDS = 60
 QUERY_TOKEN_NAMES = frozenset({"token", "accesstoken", "access_token"})
 _PRINTABLE_NO_SPACE = re.compile(r"[\x21-\x7e]+")
@@ -31,6 +32,8 @@ def body_token(req: func.HttpRequest) -> str | None:
     body = req.get_body()
     if not body or not body.strip():
         return None
+    if len(body) > MAX_BODY_BYTES:
+        raise InvalidRequest(f'The body is larger than {MAX_BODY_BYTES} bytes; send only {{"token": "<token>"}}.')
     try:
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError):

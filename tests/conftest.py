@@ -21,6 +21,10 @@ class _Recorder(logging.Handler):
         self.lines.append(text)
 
 
+def leaks(lines: list[str]) -> list[str]:
+    return [line for line in lines for value in SECRETS if value in line]
+
+
 @pytest.fixture(autouse=True)
 def no_secrets_in_logs() -> Iterator[_Recorder]:
     """Every log record of every test, at every level: none may contain a token or phone number a test made."""
@@ -34,7 +38,7 @@ def no_secrets_in_logs() -> Iterator[_Recorder]:
     finally:
         root.removeHandler(recorder)
         root.setLevel(old_level)
-    leaked = [line for line in recorder.lines for value in SECRETS if value in line]
+    leaked = leaks(recorder.lines)
     assert not leaked, f"a token or phone number reached the logs: {leaked[:3]}"
 
 

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import requests
 
+from tests.helpers import secret
+
 ROOT = Path(__file__).resolve().parent.parent
 SETTING_NAMES = (
     "KAIZALA_IDENTITY_URL",
@@ -39,8 +41,7 @@ class DevServer:
     def mint(self, **claims: object) -> str:
         response = requests.post(f"{self.kaizala}/v1/dev/tokens", json=claims, timeout=5)
         assert response.status_code == 201, response.text
-        token: str = response.json()["token"]
-        return token
+        return secret(response.json()["token"])
 
     def output(self) -> str:
         return self.stdout_path.read_text(errors="replace") + self.stderr_path.read_text(errors="replace")

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import azure.functions as func
@@ -135,3 +136,13 @@ def upstream_server(script: Callable[[int, str | None], Reply]) -> Iterator[Upst
     finally:
         server.shutdown()
         server.server_close()
+
+
+def _register_demo_phone_numbers() -> None:
+    """The stand-in's demo users' phone numbers count as secrets too: no log may contain them."""
+    demo = Path(__file__).resolve().parent.parent / "devserver" / "demo_users.json"
+    for user in json.loads(demo.read_text())["users"]:
+        secret(user["phoneNumber"])
+
+
+_register_demo_phone_numbers()

@@ -2,6 +2,7 @@
 
 import hashlib
 import time
+from collections.abc import Callable
 
 import pytest
 import requests_mock
@@ -187,22 +188,43 @@ def test_refresh_never_extends_past_exp() -> None:
     assert len(calls) == 1  # refreshing could not extend the entry, so none was started
 
 
-def test_failed_refresh_leaves_entry_to_expire_and_rejection_drops_it() -> None:
-    clock = Clock()
-    cache = IdentityCache(timer=clock)
-    outcomes: list[Exception | Identity] = [IDENTITY, IdentityUnavailable(), InvalidToken()]
+def scripted(outcomes: list[Exception | Identity]) -> tuple[list[int], Callable[[], Identity]]:
+    calls: list[int] = []
 
     def fetch() -> Identity:
+        calls.append(1)
         outcome = outcomes.pop(0)
         if isinstance(outcome, Exception):
             raise outcome
         return outcome
 
+    return calls, fetch
+
+
+def test_failed_refresh_is_not_retried_and_the_entry_expires_on_its_own() -> None:
+    clock = Clock()
+    cache = IdentityCache(timer=clock)
+    calls, fetch = scripted([IDENTITY, IdentityUnavailable(), IDENTITY])
     cache.get("k", fetch, seconds=100)
     clock.now += 85
-    assert cache.get("k", fetch, seconds=100)[1] == "hit"  # refresh fails upstream
+    assert cache.get("k", fetch, seconds=100)[1] == "hit"  # starts a refresh, which fails upstream
     _wait_until(lambda: "k" not in cache._in_flight)
-    assert cache.get("k", fetch, seconds=100)[1] == "hit"  # entry kept; a second refresh is rejected
+    clock.now += 5
+    assert cache.get("k", fetch, seconds=100)[1] == "hit"  # still cached, and no second refresh
+    time.sleep(0.05)
+    assert len(calls) == 2
+    clock.now += 11  # past the entry's own life
+    assert cache.get("k", fetch, seconds=100)[1] == "miss"
+    assert len(calls) == 3
+
+
+def test_refresh_rejected_by_kaizala_drops_the_entry_at_once() -> None:
+    clock = Clock()
+    cache = IdentityCache(timer=clock)
+    _calls, fetch = scripted([IDENTITY, InvalidToken()])
+    cache.get("k", fetch, seconds=100)
+    clock.now += 85
+    assert cache.get("k", fetch, seconds=100)[1] == "hit"
     _wait_until(lambda: "k" not in cache._in_flight)
     with pytest.raises(InvalidToken):
         cache.get("k", fetch, seconds=100)

@@ -29,6 +29,15 @@ def test_logs_outcome_user_and_cache_source_without_secrets(caplog) -> None:
     assert "+15550001111" not in text
 
 
+def test_the_session_fixture_sees_every_logger_at_every_level(no_secrets_in_logs) -> None:
+    from tests.conftest import leaks
+
+    token = make_jwt()
+    logging.getLogger("some.library").debug("oops %s", token)
+    assert leaks(no_secrets_in_logs.lines) == [f"oops {token}"]
+    no_secrets_in_logs.lines.clear()  # this test leaked on purpose; the fixture's own check must still pass
+
+
 def test_identity_repr_hides_the_phone_number() -> None:
     from shared.kaizala import Identity
 

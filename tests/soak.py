@@ -1,0 +1,245 @@
+"""A bounded soak through `python -m devserver` while the Kaizala stand-in's faults switch on and off.
+
+Many threads send many distinct tokens (valid, expired, forged, for a disallowed card); every answer is checked
+against the documented status/error pairs and against the faults in force while it was in flight.
+"""
+
+import base64
+import json
+import random
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+
+from tests.devserver_process import DevServer
+
+DISALLOWED_CARD = "com.fabrikam.notallowed"
+TIMEOUT_SECONDS = 0.5  # KAIZALA_TIMEOUT_SECONDS for the soak: hangs outlast it
+
+# Each phase: the stand-in's faults, and what a request for a token Kaizala would accept may then answer
+# besides its normal outcome (a cache hit still answers normally under any fault).
+PHASES: list[tuple[str, dict[str, Any], set[tuple[int, str]]]] = [
+    ("none", {}, set()),
+    ("latency 40±30 ms", {"latency_ms": 40, "jitter_ms": 30}, set()),
+    ("500 on 50%", {"error_rate": 0.5, "error_status": 500}, {(503, "identity_unavailable")}),
+    ("503 on 60%", {"error_rate": 0.6, "error_status": 503}, {(503, "identity_unavailable")}),
+    ("429 on 40%", {"error_rate": 0.4, "error_status": 429}, {(503, "identity_unavailable")}),
+    ("malformed JSON on 40%", {"malformed_rate": 0.4}, {(502, "identity_bad_response")}),
+    ("no id on 40%", {"missing_id_rate": 0.4}, {(502, "identity_bad_response")}),
+    ("truncated body on 40%", {"truncate_rate": 0.4}, {(503, "identity_unavailable")}),
+    ("dropped connection on 40%", {"drop_rate": 0.4}, {(503, "identity_unavailable")}),
+    ("hang 1 s on 20%", {"hang_rate": 0.2, "hang_seconds": 1.0}, {(503, "identity_unavailable")}),
+    (
+        "everything at once",
+        {
+            "latency_ms": 10,
+            "jitter_ms": 10,
+            "error_rate": 0.15,
+            "malformed_rate": 0.1,
+            "truncate_rate": 0.1,
+            "drop_rate": 0.1,
+            "hang_rate": 0.05,
+            "hang_seconds": 1.0,
+        },
+        {(503, "identity_unavailable"), (502, "identity_bad_response")},
+    ),
+    ("none (recovery)", {}, set()),
+]
+
+
+@dataclass
+class Token:
+    kind: str  # valid, expired, forged, disallowed
+    value: str
+    user_id: str | None
+
+
+@dataclass
+class Result:
+    phase_counts: Counter[str] = field(default_factory=Counter)
+    outcomes: Counter[tuple[str, int, str]] = field(default_factory=Counter)
+    wrong: list[str] = field(default_factory=list)
+    requests: int = 0
+    upstream_calls: int = 0
+    failures_5xx: int = 0
+    distinct_tokens: int = 0
+    recovered: bool = False
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def new_token(server: DevServer, kind: str, user: str, rng: random.Random) -> Token:
+    if kind == "valid":
+        return Token("valid", server.mint(userId=user), user)
+    if kind == "disallowed":
+        return Token("disallowed", server.mint(userId=user, actionPackageId=DISALLOWED_CARD), user)
+    header, payload, _ = server.mint(userId=user).split(".")
+    if kind == "forged":
+        return Token("forged", f"{header}.{payload}.{_b64(rng.randbytes(32))}", None)
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=="))
+    claims["exp"] = int(time.time()) - 3600  # expired an hour ago: refused before any upstream call
+    return Token("expired", f"{header}.{_b64(json.dumps(claims).encode())}.{_b64(rng.randbytes(32))}", None)
+
+
+def normal_outcome(token: Token) -> set[tuple[int, str]]:
+    return {
+        "valid": {(200, "")},
+        "expired": {(401, "invalid_token")},
+        "forged": {(401, "invalid_token")},
+        "disallowed": {(403, "forbidden")},
+    }[token.kind]
+
+
+KINDS = ("valid", "valid", "valid", "expired", "forged", "disallowed")
+
+
+def run(server: DevServer, *, phase_seconds: float = 1.8, threads: int = 12, fresh_share: float = 0.25) -> Result:
+    """`fresh_share` of requests carry a token never seen before, so the cache misses while faults are on."""
+    users = [user["id"] for user in requests.get(f"{server.kaizala}/v1/dev/users", timeout=5).json()["users"]]
+    seed_rng = random.Random(0)
+    tokens = [new_token(server, kind, users[i % len(users)], seed_rng) for i, kind in enumerate(KINDS * 5)]
+    result = Result()
+    faults_url = f"{server.kaizala}/v1/dev/faults"
+    requests.delete(faults_url, timeout=5)
+    requests.delete(f"{server.kaizala}/v1/dev/stats", timeout=5)
+    timeline: list[tuple[float, int]] = []  # (monotonic start, phase index)
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def phases_between(start: float, end: float) -> set[int]:
+        indices = {index for began, index in timeline if began <= end}
+        before = [index for began, index in timeline if began <= start]
+        return {i for i in indices if not before or i >= before[-1]}
+
+    def client(seed: int) -> None:
+        rng = random.Random(seed)
+        with requests.Session() as session:
+            while not stop.is_set():
+                if rng.random() < fresh_share:
+                    token = new_token(server, rng.choice(KINDS), rng.choice(users), rng)
+                    with lock:
+                        tokens.append(token)
+                else:
+                    with lock:
+                        token = rng.choice(tokens)
+                started = time.monotonic()
+                try:
+                    response = session.get(
+                        f"{server.api}/api/ValidateToken",
+                        headers={"Authorization": f"Bearer {token.value}"},
+                        timeout=10,
+                    )
+                except requests.RequestException as exc:
+                    with lock:
+                        result.wrong.append(f"{token.kind}: no answer ({type(exc).__name__})")
+                    continue
+                check(token, response, started, time.monotonic())
+
+    def check(token: Token, response: requests.Response, started: float, ended: float) -> None:
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        code = body.get("error", "") if isinstance(body, dict) and response.status_code != 200 else ""
+        outcome = (response.status_code, code)
+        with lock:
+            in_flight = phases_between(started, ended)
+        allowed = set(normal_outcome(token))
+        for index in in_flight:
+            allowed |= PHASES[index][2]
+        problem = None
+        if outcome not in allowed:
+            problem = f"{token.kind}: {outcome} during {[PHASES[i][0] for i in sorted(in_flight)]}"
+        elif response.status_code == 200:
+            if not isinstance(body, dict) or body.get("id") != token.user_id:
+                problem = f"{token.kind}: 200 carried another identity"
+            elif body.get("actionPackageId") == DISALLOWED_CARD:
+                problem = "a disallowed card was accepted"
+        elif not isinstance(body, dict) or set(body) != {"error", "message"}:
+            problem = f"{token.kind}: error body is not the documented JSON"
+        elif response.status_code == 503 and not response.headers.get("Retry-After", "").isdigit():
+            problem = "503 without Retry-After"
+        with lock:
+            result.requests += 1
+            result.outcomes[(token.kind, *outcome)] += 1
+            result.failures_5xx += response.status_code >= 500
+            if problem:
+                result.wrong.append(problem)
+
+    workers = [threading.Thread(target=client, args=(seed,), daemon=True) for seed in range(threads)]
+    for index, (name, faults, _) in enumerate(PHASES):
+        requests.delete(faults_url, timeout=5)
+        if faults:
+            requests.put(faults_url, json=faults, timeout=5).raise_for_status()
+        with lock:
+            timeline.append((time.monotonic(), index))
+        if index == 0:
+            for worker in workers:
+                worker.start()
+        before = result.requests
+        time.sleep(phase_seconds)
+        result.phase_counts[name] = result.requests - before
+    stop.set()
+    for worker in workers:
+        worker.join(15)
+
+    # Faults are off: a fresh valid token, and one seen during the faults, must both succeed at once.
+    (fresh,) = [server.mint()]
+    seen = next(token for token in tokens if token.kind == "valid")
+    result.recovered = all(
+        requests.get(
+            f"{server.api}/api/ValidateToken", headers={"Authorization": f"Bearer {value}"}, timeout=5
+        ).status_code
+        == 200
+        for value in (fresh, seen.value)
+    )
+    result.distinct_tokens = len(tokens) + 1
+    stats = requests.get(f"{server.kaizala}/v1/dev/stats", timeout=5).json()
+    result.upstream_calls = int(stats.get("users_me", 0))
+    return result
+
+
+def upstream_bound(result: Result) -> int:
+    """Each token needs one call sequence that ends cached (the soak is shorter than any cache lifetime), and each
+    failed sequence is answered as a 5xx to at least one client; a sequence is at most 3 attempts."""
+    return 3 * (result.distinct_tokens + result.failures_5xx)
+
+
+def table(result: Result) -> str:
+    faults_injected = sum(result.phase_counts[name] for name, faults, _ in PHASES if faults)
+    rows = [
+        ("requests sent", f"{result.requests:,}"),
+        ("distinct tokens (valid, expired, forged, disallowed card)", str(result.distinct_tokens)),
+        ("fault phases", f"{sum(1 for _, f, _ in PHASES if f)} ({', '.join(n for n, f, _ in PHASES if f)})"),
+        ("requests sent while a fault was on", f"{faults_injected:,}"),
+        (
+            "answers 200 / 401 / 403",
+            " / ".join(
+                str(sum(n for (kind, status, _), n in result.outcomes.items() if status == s)) for s in (200, 401, 403)
+            ),
+        ),
+        (
+            "answers 502 / 503 (documented, during faults)",
+            " / ".join(
+                str(sum(n for (kind, status, _), n in result.outcomes.items() if status == s)) for s in (502, 503)
+            ),
+        ),
+        (
+            "expired, forged or disallowed tokens accepted",
+            str(sum(n for (kind, status, _), n in result.outcomes.items() if kind != "valid" and status == 200)),
+        ),
+        (
+            "upstream calls (bound: 3 x (tokens + 5xx answers))",
+            f"{result.upstream_calls:,} ≤ {upstream_bound(result):,}",
+        ),
+        ("first requests after faults stop succeeded", "yes" if result.recovered else "NO"),
+        ("wrong answers", str(len(result.wrong))),
+    ]
+    lines = ["| soak | figure |", "|---|---|"] + [f"| {name} | {value} |" for name, value in rows]
+    return "\n".join(lines)

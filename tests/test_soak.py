@@ -1,0 +1,39 @@
+"""The soak (tests/soak.py) under a minute: faults on and off, and not one wrong answer."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests import soak
+from tests.devserver_process import devserver
+
+pytestmark = pytest.mark.slow
+DEMO_USERS = Path(__file__).resolve().parent.parent / "devserver" / "demo_users.json"
+
+
+def test_soak_under_faults_gives_no_wrong_answer(capsys) -> None:
+    env = {"KAIZALA_TIMEOUT_SECONDS": str(soak.TIMEOUT_SECONDS), "TOKEN_CACHE_SECONDS": "300"}
+    with devserver(env=env) as server:
+        result = soak.run(server)
+        output = server.output()
+    with capsys.disabled():
+        print("\n" + soak.table(result))
+
+    assert result.wrong == [], result.wrong[:10]
+    assert result.requests > 1000
+    assert all(count > 0 for count in result.phase_counts.values()), result.phase_counts
+    assert result.recovered
+    assert result.upstream_calls <= soak.upstream_bound(result)
+    accepted_bad = sum(n for (kind, status, _), n in result.outcomes.items() if kind != "valid" and status == 200)
+    assert accepted_bad == 0
+    # Faults really happened: each kind of documented failure was observed.
+    statuses = {status for (_kind, status, _code) in result.outcomes}
+    assert {200, 401, 403, 502, 503} <= statuses
+
+    banner_token = output.split("export TOKEN=", 1)[1].split()[0]
+    logs = output.replace(banner_token, "")
+    for user in json.loads(DEMO_USERS.read_text())["users"]:
+        assert user["phoneNumber"] not in logs
+    assert "eyJ" not in logs  # no JWT of any kind reached the host's output, beyond the banner's demo token
+    assert "Traceback" not in logs
