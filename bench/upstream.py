@@ -13,6 +13,8 @@ from pathlib import Path
 
 import requests
 
+from shared.settings import SETTING_NAMES
+
 ROOT = Path(__file__).resolve().parent.parent
 _READY = re.compile(r"devserver ready: (?:api=(\S+) )?kaizala=(\S+)")
 
@@ -50,7 +52,7 @@ def process(module: str, args: Sequence[str], env: dict[str, str] | None = None)
 
 def clean_environment() -> dict[str, str]:
     """This process's environment without the app's settings (the benchmark sets those in its own process)."""
-    return {key: value for key, value in os.environ.items() if not key.startswith(("KAIZALA_", "TOKEN_", "PRODUCTS_"))}
+    return {key: value for key, value in os.environ.items() if key not in SETTING_NAMES}
 
 
 def mint(kaizala: str, count: int = 1) -> list[str]:

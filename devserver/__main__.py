@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=7071, help="function host port (0: any free port)")
     parser.add_argument("--kaizala-port", type=int, default=DEFAULT_KAIZALA_PORT, help="Kaizala stand-in port")
     parser.add_argument("--root", type=Path, default=ROOT, help="the function app folder")
+    parser.add_argument("--no-access-log", action="store_true", help="log errors only, not every request")
     add_fault_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
@@ -50,14 +51,14 @@ def main(argv: list[str] | None = None) -> int:
         local = load_local_settings(args.root)
         host_settings = local.get("Host") or {}
         stand_in = KaizalaStandIn(faults=faults_from(args))
-        kaizala_server = serve(stand_in, args.host, args.kaizala_port)
+        kaizala_server = serve(stand_in, args.host, args.kaizala_port, access_log=not args.no_access_log)
         kaizala_base = f"http://{args.host}:{kaizala_server.port}"
         if os.environ.get("KAIZALA_IDENTITY_URL", DEFAULT_STAND_IN_URL) == DEFAULT_STAND_IN_URL:
             os.environ["KAIZALA_IDENTITY_URL"] = f"{kaizala_base}/v1/users/me"
         origins = {o for o in str(host_settings.get("CORS", "")).split(",") if o.strip()}
         origins |= {kaizala_base, f"http://localhost:{kaizala_server.port}", f"http://127.0.0.1:{kaizala_server.port}"}
         app = load_app(args.root, origins, bool(host_settings.get("CORSCredentials", False)))
-        api_server = serve(app, args.host, args.port)
+        api_server = serve(app, args.host, args.port, access_log=not args.no_access_log)
     except (FunctionAppError, OSError) as exc:
         print(f"devserver: cannot start: {exc}", file=sys.stderr)
         return 2

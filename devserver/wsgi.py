@@ -31,9 +31,17 @@ class AccessLog(WSGIRequestHandler):
         sys.stderr.write(f"{self.address_string()} - {_QUERY.sub('?…', text)}\n")
 
 
-def serve(app: Any, host: str, port: int) -> BaseWSGIServer:
+class NoAccessLog(AccessLog):
+    """Errors only: for load tests, where a line per request is noise and costs time."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        pass
+
+
+def serve(app: Any, host: str, port: int, *, access_log: bool = True) -> BaseWSGIServer:
     """Bind now (so the port is known and in use), serve on a daemon thread; `server.shutdown()` stops it."""
-    server = make_server(host, port, app, threaded=True, request_handler=AccessLog)
+    handler = AccessLog if access_log else NoAccessLog
+    server = make_server(host, port, app, threaded=True, request_handler=handler)
     server.daemon_threads = True  # type: ignore[attr-defined]  # ThreadingMixIn: a hung request must not block exit
     threading.Thread(target=server.serve_forever, name=f"serve-{server.port}", daemon=True).start()
     return server

@@ -20,7 +20,7 @@ BUNDLED_PRODUCTS_FILE = Path(__file__).with_name("products.json")
 TOKEN_LIFETIME_SECONDS = 1800  # Kaizala's Integration Service tokens live 30 minutes.
 ANY_ACTION_PACKAGE = "*"
 
-_NAMES = (
+SETTING_NAMES = (
     "KAIZALA_IDENTITY_URL",
     "KAIZALA_ALLOWED_ACTION_PACKAGE_IDS",
     "KAIZALA_ALLOWED_USER_IDS",
@@ -68,12 +68,12 @@ def current_settings() -> Settings:
     snapshot = request_snapshot.get()
     if snapshot is not None:
         return snapshot
-    return _parse(tuple(os.environ.get(name) for name in _NAMES))
+    return _parse(tuple(os.environ.get(name) for name in SETTING_NAMES))
 
 
 @functools.lru_cache(maxsize=8)
 def _parse(raw: tuple[str | None, ...]) -> Settings:
-    values = dict(zip(_NAMES, raw, strict=True))
+    values = dict(zip(SETTING_NAMES, raw, strict=True))
     return Settings(
         identity_url=_identity_url(values["KAIZALA_IDENTITY_URL"]),
         allowed_action_package_ids=_required_list(

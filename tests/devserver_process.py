@@ -14,19 +14,10 @@ from pathlib import Path
 
 import requests
 
+from shared.settings import SETTING_NAMES
 from tests.helpers import secret
 
 ROOT = Path(__file__).resolve().parent.parent
-SETTING_NAMES = (
-    "KAIZALA_IDENTITY_URL",
-    "KAIZALA_ALLOWED_ACTION_PACKAGE_IDS",
-    "KAIZALA_ALLOWED_USER_IDS",
-    "KAIZALA_TIMEOUT_SECONDS",
-    "TOKEN_CACHE_SECONDS",
-    "TOKEN_CACHE_MAX_ENTRIES",
-    "TOKEN_REFRESH_AHEAD",
-    "PRODUCTS_FILE",
-)
 _READY = re.compile(r"devserver ready: api=(\S+) kaizala=(\S+)")
 
 

@@ -18,6 +18,19 @@ from tests.helpers import identity_payload, make_jwt, request
 IDENTITY = Identity("u", "U", None, None, "card")
 
 
+def scripted(outcomes: list[Exception | Identity]) -> tuple[list[int], Callable[[], Identity]]:
+    calls: list[int] = []
+
+    def fetch() -> Identity:
+        calls.append(1)
+        outcome = outcomes.pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    return calls, fetch
+
+
 class Clock:
     def __init__(self, now: float = 1_000_000.0) -> None:
         self.now = now
@@ -136,11 +149,7 @@ def test_clear_cache_forgets_everything(kaizala) -> None:
 def test_refresh_ahead_answers_from_cache_and_refreshes_in_background() -> None:
     clock = Clock()
     cache = IdentityCache(timer=clock)
-    calls: list[str] = []
-
-    def fetch() -> Identity:
-        calls.append("x")
-        return IDENTITY
+    calls, fetch = scripted([IDENTITY] * 3)
 
     assert cache.get("k", fetch, seconds=100)[1] == "miss"
     clock.now += 50
@@ -158,11 +167,7 @@ def test_refresh_ahead_answers_from_cache_and_refreshes_in_background() -> None:
 def test_refresh_ahead_off_means_a_miss_at_expiry() -> None:
     clock = Clock()
     cache = IdentityCache(timer=clock)
-    calls: list[str] = []
-
-    def fetch() -> Identity:
-        calls.append("x")
-        return IDENTITY
+    calls, fetch = scripted([IDENTITY] * 3)
 
     cache.get("k", fetch, seconds=100, refresh_ahead=False)
     clock.now += 90
@@ -175,30 +180,13 @@ def test_refresh_ahead_off_means_a_miss_at_expiry() -> None:
 def test_refresh_never_extends_past_exp() -> None:
     clock = Clock()
     cache = IdentityCache(timer=clock)
-    calls: list[str] = []
-
-    def fetch() -> Identity:
-        calls.append("x")
-        return IDENTITY
+    calls, fetch = scripted([IDENTITY] * 3)
 
     cache.get("k", fetch, seconds=100, not_after=lambda: clock.now + 50)
     clock.now += 45
     cache.get("k", fetch, seconds=100)
     time.sleep(0.05)
     assert len(calls) == 1  # refreshing could not extend the entry, so none was started
-
-
-def scripted(outcomes: list[Exception | Identity]) -> tuple[list[int], Callable[[], Identity]]:
-    calls: list[int] = []
-
-    def fetch() -> Identity:
-        calls.append(1)
-        outcome = outcomes.pop(0)
-        if isinstance(outcome, Exception):
-            raise outcome
-        return outcome
-
-    return calls, fetch
 
 
 def test_failed_refresh_is_not_retried_and_the_entry_expires_on_its_own() -> None:

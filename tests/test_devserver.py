@@ -197,3 +197,10 @@ def test_invalid_function_json_stops_startup(tmp_path) -> None:
         pass
     assert "Broken/function.json" in str(failure.value)
     assert "not valid JSON" in str(failure.value)
+
+
+def test_no_access_log_keeps_errors_only() -> None:
+    with devserver("--no-access-log") as running:
+        requests.get(f"{running.api}/api/ValidateToken", headers=bearer(running.mint()), timeout=5)
+        time.sleep(0.2)
+        assert '"GET /api/ValidateToken"' not in running.output()

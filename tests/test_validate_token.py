@@ -2,6 +2,7 @@
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 import requests_mock
@@ -271,3 +272,20 @@ def test_error_bodies_never_echo_the_token(kaizala) -> None:
     for token in ["x" * 5000, make_jwt(exp=1), "bad token"]:
         response = ValidateToken.main(request(headers={"accessToken": token}))
         assert token.encode() not in response.get_body()
+
+
+@pytest.mark.parametrize("module", ["ValidateToken", "ProtectedApi"])
+def test_main_has_the_signature_the_functions_worker_binds(module: str) -> None:
+    # The Python worker matches main's parameters to function.json's bindings: only `req` may show.
+    import importlib
+    import inspect
+
+    import azure.functions as func
+
+    main = importlib.import_module(module).main
+    signature = inspect.signature(main)
+    assert list(signature.parameters) == ["req"]
+    assert signature.parameters["req"].annotation is func.HttpRequest
+    assert signature.return_annotation is func.HttpResponse
+    bindings = json.loads(Path(f"{module}/function.json").read_text())["bindings"]
+    assert {b["name"] for b in bindings} == {"req", "$return"}
