@@ -76,10 +76,6 @@ class IdentityCache:
             self._identities.clear()
             self._rejections.clear()
 
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._identities) + len(self._rejections)
-
     def get(
         self,
         key: str,
