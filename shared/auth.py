@@ -20,7 +20,7 @@ from .errors import ApiError, InternalError
 from .kaizala import Identity, KaizalaClient
 from .policy import authorize
 from .responses import error_response
-from .settings import Settings, SettingsError, current_settings, request_snapshot
+from .settings import OneSnapshotPerRequest, SettingsError, current_settings
 
 log = logging.getLogger("kaizala_auth")
 
@@ -37,12 +37,9 @@ def clear_cache() -> None:
 
 
 def authenticate(req: func.HttpRequest, *, accept_body_token: bool = False) -> Identity:
-    """The caller's identity, or a typed ApiError saying why not."""
+    """The caller's identity, or a typed ApiError saying why not. The checks run in the documented order."""
     tokens.refuse_token_in_query(req)
-    return _authenticate(req, current_settings(), accept_body_token)
-
-
-def _authenticate(req: func.HttpRequest, settings: Settings, accept_body_token: bool) -> Identity:
+    settings = current_settings()
     from_body = tokens.body_token(req) if accept_body_token and req.method.upper() == "POST" else None
     token = tokens.require_token(tokens.header_token(req), from_body)
     tokens.check_shape(token)
@@ -82,13 +79,10 @@ def protected(handler: Handler | None = None, *, accept_body_token: bool = False
         # No __wrapped__: the Functions worker reads main's signature and must see only `req`.
         @functools.wraps(handler, updated=())
         def main(req: func.HttpRequest) -> func.HttpResponse:
-            snapshot = None
             try:
-                tokens.refuse_token_in_query(req)  # first of all, before even the settings
-                settings = current_settings()
-                snapshot = request_snapshot.set(settings)
-                identity = _authenticate(req, settings, accept_body_token)
-                return handler(req, identity)
+                with OneSnapshotPerRequest():
+                    identity = authenticate(req, accept_body_token=accept_body_token)
+                    return handler(req, identity)
             except SettingsError as exc:
                 log.error("server misconfigured: %s (fix this app setting)", exc.detail)
                 return error_response(exc)
@@ -98,9 +92,6 @@ def protected(handler: Handler | None = None, *, accept_body_token: bool = False
             except Exception:
                 log.exception("unhandled error in %s", handler.__module__)
                 return error_response(InternalError())
-            finally:
-                if snapshot is not None:
-                    request_snapshot.reset(snapshot)
 
         del main.__wrapped__
         return main

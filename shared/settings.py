@@ -58,17 +58,37 @@ class Settings:
     products_file: Path
 
 
-# Inside a guarded request, the snapshot that request started with: one request sees one set of settings, and
-# the environment is read once per request rather than once per module that needs a setting.
-request_snapshot: ContextVar[Settings | None] = ContextVar("request_snapshot", default=None)
+class OneSnapshotPerRequest:
+    """`with OneSnapshotPerRequest():` the first `current_settings()` inside is the one every later call returns.
+
+    One request then sees one set of settings, and the environment is read once per request rather than once per
+    module that needs a setting.
+    """
+
+    __slots__ = ("_token", "settings")
+
+    def __init__(self) -> None:
+        self.settings: Settings | None = None
+
+    def __enter__(self) -> None:
+        self._token = _request.set(self)
+
+    def __exit__(self, *_exc: object) -> None:
+        _request.reset(self._token)
+
+
+_request: ContextVar[OneSnapshotPerRequest | None] = ContextVar("settings_request", default=None)
 
 
 def current_settings() -> Settings:
     """The settings in force now; raises SettingsError when one is missing or malformed (fail closed)."""
-    snapshot = request_snapshot.get()
-    if snapshot is not None:
-        return snapshot
-    return _parse(tuple(os.environ.get(name) for name in SETTING_NAMES))
+    request = _request.get()
+    if request is not None and request.settings is not None:
+        return request.settings
+    settings = _parse(tuple(os.environ.get(name) for name in SETTING_NAMES))
+    if request is not None:
+        request.settings = settings
+    return settings
 
 
 @functools.lru_cache(maxsize=8)
