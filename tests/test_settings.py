@@ -85,3 +85,14 @@ def test_products_file_problems_are_server_misconfigured(monkeypatch, caplog, tm
             assert response.status_code == 500
             assert json_of(response)["error"] == "server_misconfigured"
     assert caplog.text.count("PRODUCTS_FILE") == 2
+
+
+def test_one_request_sees_one_snapshot_of_the_settings(monkeypatch) -> None:
+    from shared.settings import OneSnapshotPerRequest
+
+    monkeypatch.setenv("TOKEN_CACHE_SECONDS", "10")
+    with OneSnapshotPerRequest():
+        assert current_settings().cache_seconds == 10
+        monkeypatch.setenv("TOKEN_CACHE_SECONDS", "20")
+        assert current_settings().cache_seconds == 10  # the request goes on with what it started with
+    assert current_settings().cache_seconds == 20  # the next request sees the change
