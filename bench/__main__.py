@@ -22,7 +22,9 @@ from pathlib import Path
 
 import requests
 
-from .upstream import ROOT, clean_environment, mint, process, upstream_calls
+from devserver.launch import ROOT, environment, launched
+
+from .upstream import mint, upstream_calls
 
 SETTINGS = {
     "KAIZALA_ALLOWED_ACTION_PACKAGE_IDS": "com.contoso.productpicker",
@@ -120,7 +122,8 @@ def use_stand_in(kaizala: str, **settings: str) -> Callable[[str], int]:
 
 def upstream_call_counts() -> list[Row]:
     say("2/6 upstream calls: 64 threads with one fresh token; 2,000 requests over 100 tokens")
-    with process("devserver.kaizala", ["--port", "0", "--latency-ms", "50"]) as (_, kaizala):
+    with launched("devserver.kaizala", ["--port", "0", "--latency-ms", "50"]) as stand_in:
+        kaizala = stand_in.kaizala
         call = use_stand_in(kaizala, TOKEN_CACHE_SECONDS="300", TOKEN_REFRESH_AHEAD="1")
         (token,) = mint(kaizala)
         upstream_calls(kaizala, reset=True)
@@ -158,7 +161,8 @@ def upstream_call_counts() -> list[Row]:
 def refresh_ahead() -> list[Row]:
     say("3/6 refresh-ahead: TOKEN_CACHE_SECONDS=2, upstream 100 ms, a request every 50 ms for 10 s, on and off")
     p99: dict[str, float] = {}
-    with process("devserver.kaizala", ["--port", "0", "--latency-ms", "100"]) as (_, kaizala):
+    with launched("devserver.kaizala", ["--port", "0", "--latency-ms", "100"]) as stand_in:
+        kaizala = stand_in.kaizala
         for mode in ("1", "0"):
             call = use_stand_in(kaizala, TOKEN_CACHE_SECONDS="2", TOKEN_REFRESH_AHEAD=mode)
             (token,) = mint(kaizala)
@@ -264,7 +268,8 @@ def http_load() -> list[Row]:
     for cache_seconds in ("300", "0"):
         env = {**SETTINGS, "TOKEN_CACHE_SECONDS": cache_seconds}
         args = ["--port", "0", "--kaizala-port", "0", "--latency-ms", "100", "--no-access-log"]
-        with process("devserver", args, env) as (api, kz):
+        with launched("devserver", args, env) as running:
+            api, kz = running.api, running.kaizala
             tokens = mint(kz, 16)
             for token in tokens:  # the cached side starts warm, as a busy app would be
                 requests.get(f"{api}/api/ValidateToken", headers={"Authorization": f"Bearer {token}"}, timeout=10)
@@ -301,14 +306,15 @@ def http_load() -> list[Row]:
 
 def memory_flood(count: int = 100_000) -> list[Row]:
     say(f"5/6 memory: {count:,} distinct random tokens rejected by the stand-in")
-    with process("devserver.kaizala", ["--port", "0"]) as (_, kaizala):
+    with launched("devserver.kaizala", ["--port", "0"]) as stand_in:
+        kaizala = stand_in.kaizala
         output = subprocess.run(  # noqa: S603 - our own module
             [sys.executable, "-m", "bench.flood", kaizala, str(count)],
             cwd=ROOT,
             capture_output=True,
             text=True,
             check=True,
-            env={**clean_environment(), **SETTINGS},
+            env=environment(SETTINGS),
         ).stdout
     result = json.loads(output)
     growth_mb = (result["peak_kib"] - result["baseline_kib"]) / 1024

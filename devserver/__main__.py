@@ -27,12 +27,14 @@ def load_local_settings(root: Path) -> dict[str, Any]:
                 settings = json.loads(path.read_text(encoding="utf-8"))
             except ValueError as exc:
                 raise FunctionAppError(f"{path}: not valid JSON ({exc})") from None
+            if not isinstance(settings, dict):
+                raise FunctionAppError(f"{path}: must be a JSON object")
             values = settings.get("Values") or {}
             if not isinstance(values, dict):
                 raise FunctionAppError(f"{path}: 'Values' must be an object")
             for key, value in values.items():
                 os.environ.setdefault(key, str(value))
-            return {"path": path, **settings}
+            return settings
     return {}
 
 

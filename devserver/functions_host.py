@@ -47,9 +47,7 @@ class HttpFunction:
 
 @dataclass
 class FunctionApp:
-    root: Path
     functions: list[HttpFunction]
-    route_prefix: str
     cors_origins: set[str] = field(default_factory=set)
     cors_credentials: bool = False
     url_map: Map = field(init=False)
@@ -78,7 +76,7 @@ class FunctionApp:
         try:
             endpoint, route_params = adapter.match()
         except NotFound:
-            return json_error(404, "not_found", f"No function answers {request.path}.")
+            return _not_found(request)
         except MethodNotAllowed as exc:
             allowed = ", ".join(sorted(exc.valid_methods or ()))
             return json_error(405, "method_not_allowed", f"Use {allowed}.", {"Allow": allowed})
@@ -119,7 +117,7 @@ class FunctionApp:
         try:
             endpoint, _ = adapter.match(method=request.headers["Access-Control-Request-Method"].upper())
         except NotFound:
-            return json_error(404, "not_found", f"No function answers {request.path}.")
+            return _not_found(request)
         except HTTPException:
             return json_error(405, "method_not_allowed", "The function does not accept that method.")
         response = Response(status=204)
@@ -155,7 +153,7 @@ def load_app(root: Path, cors_origins: Iterable[str] = (), cors_credentials: boo
     ]
     if not functions:
         raise FunctionAppError(f"{root}: no function folders (a folder with function.json) were found")
-    return FunctionApp(root, functions, route_prefix, {o.strip() for o in cors_origins if o.strip()}, cors_credentials)
+    return FunctionApp(functions, {o.strip() for o in cors_origins if o.strip()}, cors_credentials)
 
 
 def _route_prefix(host_json: Path) -> str:
@@ -235,6 +233,10 @@ def _werkzeug_paths(route: str) -> list[str]:
         paths = expanded
         if not changed:
             return paths
+
+
+def _not_found(request: Request) -> Response:
+    return json_error(404, "not_found", f"No function answers {request.path}.")
 
 
 def _to_werkzeug(result: func.HttpResponse) -> Response:

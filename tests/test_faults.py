@@ -7,6 +7,7 @@ import time
 import pytest
 import requests
 
+from devserver.launch import launched
 from tests.devserver_process import ROOT, devserver, devserver_env
 from tests.helpers import secret
 
@@ -73,17 +74,8 @@ def test_failures_are_not_cached_so_recovery_is_immediate(server, faults) -> Non
 
 
 def test_stand_in_runs_alone_with_fault_flags() -> None:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "devserver.kaizala", "--port", "0", "--error-rate", "1", "--error-status", "429"],
-        cwd=ROOT,
-        env=devserver_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        lines = [process.stdout.readline() for _ in range(3)]  # type: ignore[union-attr]
-        base = next(line for line in lines if "ready" in line).split("kaizala=")[1].split()[0]
+    with launched("devserver.kaizala", ["--port", "0", "--error-rate", "1", "--error-status", "429"]) as stand_in:
+        base = stand_in.kaizala
         minted = requests.post(f"{base}/v1/dev/tokens", timeout=5)
         assert minted.status_code == 201
         token = secret(minted.json()["token"])
@@ -92,9 +84,7 @@ def test_stand_in_runs_alone_with_fault_flags() -> None:
         assert answer.headers["Retry-After"] == "2"
         requests.delete(f"{base}/v1/dev/faults", timeout=5)
         assert requests.get(f"{base}/v1/users/me", headers={"accessToken": token}, timeout=5).status_code == 200
-    finally:
-        process.terminate()
-        assert process.wait(10) == 0
+        assert stand_in.stop() == 0
 
 
 def test_bad_fault_flags_stop_startup() -> None:
