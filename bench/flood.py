@@ -43,8 +43,7 @@ def main() -> None:
             {
                 "requests": count,
                 "rejected": rejected,
-                "identities": len(auth.cache._identities),
-                "rejections": len(auth.cache._rejections),
+                **auth.cache.counts(),
                 "max_entries": auth.cache.maxsize,
                 "baseline_kib": baseline,
                 "peak_kib": rss_kib("VmHWM"),

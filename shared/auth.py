@@ -14,11 +14,10 @@ from typing import overload
 
 import azure.functions as func
 
-from . import tokens
+from . import policy, tokens
 from .cache import IdentityCache
 from .errors import ApiError, InternalError
 from .kaizala import Identity, KaizalaClient
-from .policy import authorize
 from .responses import error_response
 from .settings import OneSnapshotPerRequest, SettingsError, current_settings
 
@@ -49,10 +48,13 @@ def authenticate(req: func.HttpRequest, *, accept_body_token: bool = False) -> I
     try:
         identity, source = cache.get(
             hashlib.sha256(token.encode()).hexdigest(),
-            lambda: kaizala.fetch_identity(token, settings.identity_url, settings.timeout_seconds),
+            lambda deadline: kaizala.fetch_identity(token, settings.identity_url, deadline),
             seconds=settings.cache_seconds,
+            timeout=settings.timeout_seconds,
+            max_calls=settings.max_concurrent_calls,
             not_after=lambda: tokens.expiry(token),
             refresh_ahead=settings.refresh_ahead,
+            admit=lambda checked: policy.allows(checked, settings),
         )
     except ApiError as exc:
         log.info("token refused: %s after %.0f ms", exc.code, _ms_since(started))
@@ -61,7 +63,10 @@ def authenticate(req: func.HttpRequest, *, accept_body_token: bool = False) -> I
         log.debug("token accepted from cache: user %s", identity.id)
     else:
         log.info("token checked with kaizala (%s): user %s in %.0f ms", source, identity.id, _ms_since(started))
-    authorize(identity, settings)
+    refused = policy.refusal(identity, settings)
+    if refused is not None:
+        log.info("request forbidden (%s): user %s, card %s", refused.reason, identity.id, identity.action_package_id)
+        raise refused
     return identity
 
 

@@ -1,32 +1,45 @@
-"""The identity cache: one upstream call per token, however many requests arrive at once.
+"""The identity cache: one upstream call per token, however many requests arrive at once, none waited on for long.
 
 - Keyed by the SHA-256 of the token (the caller hashes it): the raw token never sits in memory as a key.
-- Caches the identity, not the verdict: the allowlists are applied to every request by the policy.
+- Caches the identity, not the verdict: the allowlists are applied to every request by the policy. Identities the
+  policy refused when they were fetched live in a bounded cache of their own, so a flood of valid tokens for
+  another card cannot push allowed users out.
 - An entry lives `TOKEN_CACHE_SECONDS`, never past the token's own `exp` (wall clock, like `exp` itself).
-- Tokens Kaizala rejected are remembered briefly, in a separate bounded cache, so a flood of junk tokens cannot
-  push real users' identities out. Upstream failures are never cached.
-- Concurrent misses for one key share one call (single flight). With refresh-ahead, a hit in the last part of an
-  entry's life answers at once and refreshes the entry in the background through the same single flight.
+- Tokens Kaizala rejected are remembered briefly, in a separate bounded cache. Upstream failures are never cached.
+- Single flight: concurrent misses for one key share one upstream call. Each call runs on a daemon thread of its
+  own; every request waits for it at most until its own deadline, then answers `identity_unavailable`.
+- At most `max_calls` upstream calls at once per process: a miss that finds no free slot within a short wait is
+  answered `identity_unavailable` at once, so a hanging Kaizala cannot hold every worker thread.
+- Refresh-ahead: a hit in the last part of an entry's life answers at once and refreshes the entry in the
+  background. Refreshes never queue: at most MAX_REFRESHES run at once and one that cannot start is skipped (the
+  entry then expires normally). No request ever waits for a refresh.
+- Fork-safe: a forked child starts with no calls in flight (their threads do not exist in the child).
 """
 
 import math
+import os
 import threading
 import time
+import weakref
 from collections.abc import Callable
-from concurrent.futures import Executor, Future
+from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from typing import Literal
 
 from cachetools import TLRUCache
 
-from .errors import InvalidToken
+from .errors import IdentityUnavailable, InvalidToken
 from .kaizala import Identity
 
 Source = Literal["hit", "miss", "shared"]
-Fetch = Callable[[], Identity]
+Fetch = Callable[[float], Identity]  # takes the deadline, a time.monotonic() value
+Admit = Callable[[Identity], bool]
 
 REJECTION_SECONDS = 30.0
 REFRESH_AHEAD_FRACTION = 0.2  # refresh during the last 20% of an entry's life
+MAX_REFRESHES = 2
+SLOT_WAIT_SECONDS = 0.25
+BUSY_RETRY_AFTER_SECONDS = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,15 +60,37 @@ class _Entry:
     not_after: float | None
 
 
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """One upstream call: what it asks, how long its answer may live, and who waits for it (None: a refresh)."""
+
+    key: str
+    fetch: Fetch
+    lifetime: _Lifetime
+    deadline: float
+    admit: Admit
+    waiters: "Future[Identity] | None"
+
+
+def _admit_all(_identity: Identity) -> bool:
+    return True
+
+
 class IdentityCache:
     def __init__(self, maxsize: int = 10_000, timer: Callable[[], float] | None = None) -> None:
         # A lambda, not time.time itself, so a test that patches time.time moves this clock too.
         self._timer = timer or (lambda: time.time())  # noqa: PLW0108
-        self._lock = threading.Lock()
-        self._in_flight: dict[str, Future[Identity]] = {}
-        self._refresher: Executor | None = None
+        self._start_without_calls()
+        _survive_fork(self)
         self.maxsize = 0
         self.resize(maxsize)
+
+    def _start_without_calls(self) -> None:
+        self._lock = threading.Lock()
+        self._slot_freed = threading.Condition(self._lock)
+        self._calls: dict[str, Future[Identity]] = {}  # upstream calls made for requests, by key
+        self._refreshing: set[str] = set()
+        self._busy = 0  # upstream calls in flight, refreshes included
 
     def resize(self, maxsize: int) -> None:
         """Apply a new TOKEN_CACHE_MAX_ENTRIES; a change starts from empty caches."""
@@ -63,18 +98,39 @@ class IdentityCache:
             return
         with self._lock:
             self.maxsize = maxsize
-            self._identities: TLRUCache[str, _Entry] = TLRUCache(
-                maxsize, ttu=lambda _key, entry, _now: entry.expires_at, timer=self._timer
-            )
+            self._admitted = self._entries(maxsize)
+            self._refused = self._entries(maxsize)
             self._rejections: TLRUCache[str, float] = TLRUCache(
                 maxsize, ttu=lambda _key, until, _now: until, timer=self._timer
             )
 
+    def _entries(self, maxsize: int) -> "TLRUCache[str, _Entry]":
+        return TLRUCache(maxsize, ttu=lambda _key, entry, _now: entry.expires_at, timer=self._timer)
+
     def clear(self) -> None:
         """Forget every identity and rejection (tests call it between cases)."""
         with self._lock:
-            self._identities.clear()
+            self._admitted.clear()
+            self._refused.clear()
             self._rejections.clear()
+
+    def keys(self) -> set[str]:
+        """Every key held (identities, refused identities, rejections): what a memory dump would show."""
+        with self._lock:
+            return {*self._admitted.keys(), *self._refused.keys(), *self._rejections.keys()}
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            return {
+                "identities": len(self._admitted),
+                "refused": len(self._refused),
+                "rejections": len(self._rejections),
+            }
+
+    def in_flight(self) -> int:
+        """Upstream calls running now (refreshes included)."""
+        with self._lock:
+            return self._busy
 
     def get(
         self,
@@ -82,86 +138,178 @@ class IdentityCache:
         fetch: Fetch,
         *,
         seconds: float,
+        timeout: float,
+        max_calls: int,
         not_after: Callable[[], float | None] = lambda: None,
         refresh_ahead: bool = True,
+        admit: Admit = _admit_all,
     ) -> tuple[Identity, Source]:
-        """The identity for `key`, from the cache or from `fetch()` (whose typed errors propagate).
+        """The identity for `key`, from the cache or from `fetch(deadline)` (whose typed errors propagate).
 
-        `not_after()` gives the token's exp and runs only on a miss: a cached entry never outlives the exp it was
-        stored with, so on a hit the token is known to be unexpired and well formed.
+        Answers within `timeout` seconds. `not_after()` gives the token's exp and runs only on a miss: a cached
+        entry never outlives the exp it was stored with, so on a hit the token is known to be unexpired.
+        `admit(identity)` says whether the policy allows the identity now; it picks the cache a new entry goes to.
         """
+        deadline = time.monotonic() + timeout
         with self._lock:
-            entry = self._identities.get(key)
-            if entry is not None:
-                lifetime = _Lifetime(seconds, entry.not_after)
-                if refresh_ahead and self._refresh_due(key, entry, lifetime):
-                    self._start_refresh(key, fetch, lifetime)
-                return entry.identity, "hit"
+            entry = self._entry(key)
+            refresh = None
+            if entry is not None and refresh_ahead and self._timer() >= entry.refresh_at:
+                due = _Call(key, fetch, _Lifetime(seconds, entry.not_after), deadline, admit, waiters=None)
+                refresh = self._claim_refresh(due, entry, max_calls)
+        if entry is not None:
+            if refresh is not None:
+                self._start(refresh)
+            return entry.identity, "hit"
         lifetime = _Lifetime(seconds, not_after())
+        waiters: Future[Identity] = Future()
+        call = _Call(key, fetch, lifetime, deadline, admit, waiters)
         with self._lock:
-            if key in self._rejections:
+            found = self._join_or_claim(call, waiters, max_calls)
+        if isinstance(found, Identity):
+            return found, "hit"
+        if found is not waiters:
+            return _wait(found, deadline), "shared"
+        self._start(call)
+        return _wait(waiters, deadline), "miss"
+
+    def _entry(self, key: str) -> _Entry | None:
+        entry = self._admitted.get(key)
+        return entry if entry is not None else self._refused.get(key)
+
+    def _join_or_claim(self, call: _Call, waiters: "Future[Identity]", max_calls: int) -> "Identity | Future[Identity]":
+        """Under the lock: the cached identity, the call already in flight for the key, or (claimed: a slot is
+        taken and the call registered) the new call's own future. Waits a short while for a free slot."""
+        slot_deadline = min(call.deadline, time.monotonic() + SLOT_WAIT_SECONDS)
+        while True:
+            entry = self._entry(call.key)  # the leader may have finished since we last looked
+            if entry is not None:
+                return entry.identity
+            if call.key in self._rejections:
                 raise InvalidToken("Kaizala rejected this token moments ago. Get a new one and try again.")
-            future = self._in_flight.get(key)
-            leader = future is None
-            if future is None:
-                future = self._in_flight[key] = Future()
-        if not leader:
-            return future.result(), "shared"
-        return self._settle(key, future, fetch, lifetime), "miss"
+            in_flight = self._calls.get(call.key)
+            if in_flight is not None:
+                return in_flight
+            if self._busy < max_calls:
+                self._busy += 1
+                self._calls[call.key] = waiters
+                return waiters
+            left = slot_deadline - time.monotonic()
+            if left <= 0:
+                raise IdentityUnavailable(
+                    "Too many checks with Kaizala are in progress. Try again shortly.",
+                    retry_after=BUSY_RETRY_AFTER_SECONDS,
+                )
+            self._slot_freed.wait(left)
 
-    def _refresh_due(self, key: str, entry: _Entry, lifetime: _Lifetime) -> bool:
-        now = self._timer()
-        return (
-            now >= entry.refresh_at
-            and key not in self._in_flight
-            and lifetime.expires_at(now) > entry.expires_at  # a refresh must be able to extend the entry
-        )
+    def _claim_refresh(self, call: _Call, entry: _Entry, max_calls: int) -> _Call | None:
+        """Under the lock: claim a background refresh when one can start now; otherwise skip it (never queue)."""
+        if (
+            call.lifetime.expires_at(self._timer()) <= entry.expires_at  # a refresh must be able to extend the entry
+            or call.key in self._refreshing
+            or call.key in self._calls
+            or len(self._refreshing) >= MAX_REFRESHES
+            or self._busy >= max_calls
+        ):
+            return None
+        self._refreshing.add(call.key)
+        self._busy += 1  # refreshes count against the process's upstream calls, but never wait for a slot
+        return call
 
-    def _start_refresh(self, key: str, fetch: Fetch, lifetime: _Lifetime) -> None:
-        future: Future[Identity] = Future()
-        self._in_flight[key] = future
-        if self._refresher is None:
-            from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415 - off the cold-start path
-
-            self._refresher = ThreadPoolExecutor(max_workers=2, thread_name_prefix="kaizala-refresh")
-        self._refresher.submit(self._settle_quietly, key, future, fetch, lifetime)
-
-    def _settle_quietly(self, key: str, future: Future[Identity], fetch: Fetch, lifetime: _Lifetime) -> None:
+    def _start(self, call: _Call) -> None:
+        """Run a claimed call on a daemon thread of its own: nothing waits for it at interpreter exit."""
         try:
-            self._settle(key, future, fetch, lifetime)
-        except InvalidToken:
-            pass  # _settle already dropped the entry: Kaizala no longer accepts the token
-        except Exception:  # noqa: BLE001 - any failure: no further refresh; the entry expires on its own
-            with self._lock:
-                entry = self._identities.get(key)
-                if entry is not None:
-                    self._identities[key] = replace(entry, refresh_at=math.inf)
+            threading.Thread(target=self._settle, args=(call,), name="kaizala-call", daemon=True).start()
+        except RuntimeError:  # no thread could be started: give the slot back and tell the waiters
+            self._finish(call, lambda: None)
+            _fail(call, IdentityUnavailable())
 
-    def _settle(self, key: str, future: Future[Identity], fetch: Fetch, lifetime: _Lifetime) -> Identity:
-        """Run the one upstream call for `key`, record its outcome, and hand it to every waiter."""
+    def _settle(self, call: _Call) -> None:
+        """On the call's own thread: ask upstream, record the outcome, free the slot, then tell every waiter."""
         try:
-            identity = fetch()
+            identity = call.fetch(call.deadline)
         except InvalidToken as exc:
-            with self._lock:
-                self._identities.pop(key, None)  # revoked since we cached it: stop trusting it now
-                self._rejections[key] = self._timer() + min(REJECTION_SECONDS, lifetime.seconds)
-                del self._in_flight[key]
-            future.set_exception(exc)
-            raise
-        except BaseException as exc:
-            with self._lock:
-                del self._in_flight[key]
-            future.set_exception(exc)
-            raise
-        now = self._timer()
-        expires_at = lifetime.expires_at(now)
+            self._finish(call, lambda: self._remember_rejection(call))
+            _fail(call, exc)
+        except BaseException as exc:  # noqa: BLE001 - any failure reaches the waiters; a refresh stops refreshing
+            self._finish(call, lambda: self._stop_refreshing(call.key) if call.waiters is None else None)
+            _fail(call, exc)
+        else:
+            self._finish(call, lambda: self._store(call, identity))
+            if call.waiters is not None:
+                call.waiters.set_result(identity)
+
+    def _finish(self, call: _Call, record: Callable[[], None]) -> None:
+        """One locked step: record the outcome and free the slot, so no request sees neither the call nor its
+        outcome (which would make it call upstream a second time)."""
         with self._lock:
-            self._identities[key] = _Entry(
-                identity,
-                refresh_at=expires_at - (expires_at - now) * REFRESH_AHEAD_FRACTION,
-                expires_at=expires_at,
-                not_after=lifetime.not_after,
-            )
-            del self._in_flight[key]
-        future.set_result(identity)
-        return identity
+            try:
+                record()
+            finally:
+                self._busy -= 1
+                self._slot_freed.notify()
+                if call.waiters is None:
+                    self._refreshing.discard(call.key)
+                else:
+                    self._calls.pop(call.key, None)
+
+    def _store(self, call: _Call, identity: Identity) -> None:
+        now = self._timer()
+        expires_at = call.lifetime.expires_at(now)
+        entry = _Entry(
+            identity,
+            refresh_at=expires_at - (expires_at - now) * REFRESH_AHEAD_FRACTION,
+            expires_at=expires_at,
+            not_after=call.lifetime.not_after,
+        )
+        try:
+            admitted = call.admit(identity)
+        except Exception:  # noqa: BLE001 - a policy that cannot decide (bad settings) refuses; the request reports why
+            admitted = False
+        self._admitted.pop(call.key, None)
+        self._refused.pop(call.key, None)
+        (self._admitted if admitted else self._refused)[call.key] = entry
+
+    def _remember_rejection(self, call: _Call) -> None:
+        self._admitted.pop(call.key, None)  # revoked since we cached it: stop trusting it now
+        self._refused.pop(call.key, None)
+        self._rejections[call.key] = self._timer() + min(REJECTION_SECONDS, call.lifetime.seconds)
+
+    def _stop_refreshing(self, key: str) -> None:
+        """A refresh failed (not a rejection): no further refresh; the entry expires at its normal time."""
+        for entries in (self._admitted, self._refused):
+            entry = entries.get(key)
+            if entry is not None:
+                entries[key] = replace(entry, refresh_at=math.inf)
+
+
+def _wait(call: "Future[Identity]", deadline: float) -> Identity:
+    try:
+        return call.result(timeout=max(0.0, deadline - time.monotonic()))
+    except TimeoutError:
+        raise IdentityUnavailable("Kaizala's identity service did not answer in time. Try again shortly.") from None
+
+
+def _fail(call: _Call, exc: BaseException) -> None:
+    if call.waiters is not None:
+        call.waiters.set_exception(exc)
+
+
+def _survive_fork(cache: IdentityCache) -> None:
+    """Hold the cache's lock across fork (so the child copies consistent caches), then give the child a fresh
+    lock and no calls in flight: the threads that would finish the parent's calls do not exist in the child."""
+    ref = weakref.ref(cache)
+
+    def before() -> None:
+        if (alive := ref()) is not None:
+            alive._lock.acquire()
+
+    def in_parent() -> None:
+        if (alive := ref()) is not None:
+            alive._lock.release()
+
+    def in_child() -> None:
+        if (alive := ref()) is not None:
+            alive._start_without_calls()
+
+    os.register_at_fork(before=before, after_in_parent=in_parent, after_in_child=in_child)

@@ -1,18 +1,25 @@
-"""The Kaizala identity client: asks `GET users/me` who a token belongs to.
+"""The Kaizala identity client: asks `GET users/me` who a token belongs to, within one deadline.
 
 Retries, connection reuse and timeouts come from requests + urllib3 (`HTTPAdapter(max_retries=Retry(...))`),
 not from a loop of ours. Every upstream outcome maps to exactly one typed error.
+
+The client keeps no per-response state between calls (no cookies in either direction) and always reads an
+answer's body to its end (bounded), so a "no" returns its connection to the pool like a "yes" does.
 """
 
-import json
 import logging
+import time
 from dataclasses import dataclass, field
+from http.cookiejar import DefaultCookiePolicy
 from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import HTTPError
 from urllib3.util.retry import Retry
+from urllib3.util.timeout import Timeout
 
+from . import untrusted_json
 from .errors import IdentityBadResponse, IdentityUnavailable, InvalidToken
 
 log = logging.getLogger("kaizala_auth")
@@ -20,6 +27,8 @@ log = logging.getLogger("kaizala_auth")
 MAX_BODY_BYTES = 64 * 1024
 MAX_RETRY_AFTER_SECONDS = 300
 REJECTED_STATUSES = frozenset({400, 401, 403})
+CONNECT_SHARE = 1 / 3  # a connect attempt may use at most this share of the whole deadline
+_READ_CHUNK = 16 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,11 +51,31 @@ class Identity:
         }
 
 
+class DeadlinePassed(Exception):
+    """The validation's deadline passed before another attempt could start."""
+
+
+class DeadlineTimeout(Timeout):
+    """A urllib3 Timeout that shrinks to the time left: urllib3 clones it for every attempt, retries included,
+    so each attempt's connect and read timeouts end at the one deadline of the whole validation."""
+
+    def __init__(self, deadline: float, connect_cap: float) -> None:
+        super().__init__(connect=connect_cap, read=connect_cap)
+        self.deadline = deadline
+        self.connect_cap = connect_cap
+
+    def clone(self) -> Timeout:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise DeadlinePassed()
+        return Timeout(connect=min(self.connect_cap, left), read=left)
+
+
 def build_session() -> requests.Session:
     retry = Retry(
         total=2,
         connect=2,
-        read=0,  # a read timeout already cost a whole timeout: retrying it would double the worst case
+        read=0,  # a read timeout means the deadline is spent: there is no time left to retry in
         status=2,
         other=0,
         redirect=0,
@@ -59,6 +88,9 @@ def build_session() -> requests.Session:
     )
     session = requests.Session()
     session.trust_env = False  # no proxy or .netrc from the environment: the token goes to the configured URL only
+    # No cookie is ever stored or sent: a Set-Cookie in one caller's answer must never travel with the next
+    # caller's token (an upstream or front end that trusts its cookie would answer with the wrong identity).
+    session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
     adapter = HTTPAdapter(max_retries=retry, pool_connections=4, pool_maxsize=32)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
@@ -69,26 +101,55 @@ class KaizalaClient:
     def __init__(self, session: requests.Session | None = None) -> None:
         self.session = session or build_session()
 
-    def fetch_identity(self, token: str, url: str, timeout_seconds: float) -> Identity:
+    def fetch_identity(self, token: str, url: str, deadline: float) -> Identity:
+        """Who `token` belongs to, or a typed error; gives up at `deadline` (a `time.monotonic()` value)."""
+        left = deadline - time.monotonic()
         try:
+            if left <= 0:
+                raise DeadlinePassed()
             response = self.session.get(
                 url,
                 headers={"accessToken": token, "Accept": "application/json"},
-                # Three connects fit in one timeout, so the whole call stays near twice the timeout at worst.
-                timeout=(timeout_seconds / 3, timeout_seconds),
+                # requests accepts a urllib3 Timeout as it is (HTTPAdapter.send); its type stubs do not say so.
+                timeout=DeadlineTimeout(deadline, connect_cap=left * CONNECT_SHARE),  # type: ignore[arg-type]
                 allow_redirects=False,  # the accessToken header must never travel to another host
-                stream=True,
+                stream=True,  # the body is read here, bounded in size and by the deadline
             )
-        except requests.Timeout:
-            raise IdentityUnavailable("Kaizala's identity service did not answer in time. Try again shortly.") from None
+        except (requests.Timeout, DeadlinePassed):
+            raise _too_slow() from None
         except requests.RequestException as exc:
             log.warning("kaizala request failed: %s", type(exc).__name__)
             raise IdentityUnavailable() from None
         with response:
-            return _identity_from(response)
+            body = _read_body(response, deadline)
+            return _identity_from(response, body)
 
 
-def _identity_from(response: requests.Response) -> Identity:
+def _too_slow() -> IdentityUnavailable:
+    return IdentityUnavailable("Kaizala's identity service did not answer in time. Try again shortly.")
+
+
+def _read_body(response: requests.Response, deadline: float) -> bytes | None:
+    """The whole body, or None when it is larger than MAX_BODY_BYTES. Read to its end whatever the status, so the
+    connection goes back to the pool; given up (and the connection closed) at the deadline."""
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        while chunk := response.raw.read1(_READ_CHUNK):
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                return None  # not drained: `with response` closes this connection instead of pooling it
+            chunks.append(chunk)
+            if time.monotonic() >= deadline:
+                raise _too_slow()
+    except (HTTPError, OSError) as exc:  # cut mid-body, a read timeout, a body that does not decode
+        log.warning("kaizala answer broke off: %s", type(exc).__name__)
+        raise IdentityUnavailable() from None
+    response.raw.release_conn()  # read to the end: the connection is clean and can serve the next call
+    return b"".join(chunks)
+
+
+def _identity_from(response: requests.Response, body: bytes | None) -> Identity:
     status = response.status_code
     if status in REJECTED_STATUSES:
         raise InvalidToken("Kaizala rejected the token. Get a new one with getIntegerationServiceTokenAsync.")
@@ -97,7 +158,9 @@ def _identity_from(response: requests.Response) -> Identity:
     if status != 200:
         log.warning("kaizala answered unexpected status %d", status)
         raise IdentityBadResponse()
-    payload = _json_body(response)
+    if body is None:
+        raise IdentityBadResponse()
+    payload = _json_object(body)
     user_id = payload.get("id")
     if not isinstance(user_id, str) or not user_id.strip():
         raise IdentityBadResponse()
@@ -110,20 +173,10 @@ def _identity_from(response: requests.Response) -> Identity:
     )
 
 
-def _json_body(response: requests.Response) -> dict[str, Any]:
-    chunks: list[bytes] = []
-    size = 0
+def _json_object(body: bytes) -> dict[str, Any]:
     try:
-        for chunk in response.iter_content(chunk_size=16 * 1024):
-            size += len(chunk)
-            if size > MAX_BODY_BYTES:
-                raise IdentityBadResponse()
-            chunks.append(chunk)
-    except requests.RequestException:  # connection broken mid-body
-        raise IdentityUnavailable() from None
-    try:
-        payload = json.loads(b"".join(chunks))
-    except (ValueError, UnicodeDecodeError):
+        payload = untrusted_json.parse(body)
+    except untrusted_json.NotJson:
         raise IdentityBadResponse() from None
     if not isinstance(payload, dict):
         raise IdentityBadResponse()
@@ -135,7 +188,11 @@ def _text(value: object) -> str | None:
 
 
 def _retry_after(raw: str | None) -> int | None:
+    """Kaizala's Retry-After in whole seconds, capped; None (our default applies) for an HTTP-date or junk."""
     value = (raw or "").strip()
     if not (value.isascii() and value.isdigit()):
-        return None  # an HTTP-date or junk: our own default applies
-    return min(int(value), MAX_RETRY_AFTER_SECONDS)
+        return None
+    significant = value.lstrip("0") or "0"
+    if len(significant) > 6:  # thousands of digits are junk too (and int() refuses over 4,300 of them)
+        return None
+    return min(int(significant), MAX_RETRY_AFTER_SECONDS)

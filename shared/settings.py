@@ -25,11 +25,14 @@ SETTING_NAMES = (
     "KAIZALA_ALLOWED_ACTION_PACKAGE_IDS",
     "KAIZALA_ALLOWED_USER_IDS",
     "KAIZALA_TIMEOUT_SECONDS",
+    "KAIZALA_MAX_CONCURRENT_CALLS",
     "TOKEN_CACHE_SECONDS",
     "TOKEN_CACHE_MAX_ENTRIES",
     "TOKEN_REFRESH_AHEAD",
     "PRODUCTS_FILE",
 )
+# Not ours, but it sizes a default: the Python worker's thread pool for sync functions.
+WORKER_POOL_SETTING = "PYTHON_THREADPOOL_THREAD_COUNT"
 
 
 class SettingsError(ServerMisconfigured):
@@ -51,7 +54,8 @@ class Settings:
     identity_url: str
     allowed_action_package_ids: frozenset[str]
     allowed_user_ids: frozenset[str]
-    timeout_seconds: float
+    timeout_seconds: float  # the whole validation: connects, retries, headers and body
+    max_concurrent_calls: int
     cache_seconds: int
     cache_max_entries: int
     refresh_ahead: bool
@@ -85,7 +89,7 @@ def current_settings() -> Settings:
     request = _request.get()
     if request is not None and request.settings is not None:
         return request.settings
-    settings = _parse(tuple(os.environ.get(name) for name in SETTING_NAMES))
+    settings = _parse(tuple(os.environ.get(name) for name in (*SETTING_NAMES, WORKER_POOL_SETTING)))
     if request is not None:
         request.settings = settings
     return settings
@@ -93,15 +97,23 @@ def current_settings() -> Settings:
 
 @functools.lru_cache(maxsize=8)
 def _parse(raw: tuple[str | None, ...]) -> Settings:
-    values = dict(zip(SETTING_NAMES, raw, strict=True))
+    values = dict(zip((*SETTING_NAMES, WORKER_POOL_SETTING), raw, strict=True))
     return Settings(
         identity_url=_identity_url(values["KAIZALA_IDENTITY_URL"]),
-        allowed_action_package_ids=_required_list(
-            "KAIZALA_ALLOWED_ACTION_PACKAGE_IDS", values["KAIZALA_ALLOWED_ACTION_PACKAGE_IDS"]
-        ),
-        allowed_user_ids=_optional_list(values["KAIZALA_ALLOWED_USER_IDS"]),
+        allowed_action_package_ids=_card_list(values["KAIZALA_ALLOWED_ACTION_PACKAGE_IDS"]),
+        allowed_user_ids=_optional_list("KAIZALA_ALLOWED_USER_IDS", values["KAIZALA_ALLOWED_USER_IDS"]),
         timeout_seconds=_number(
             "KAIZALA_TIMEOUT_SECONDS", values["KAIZALA_TIMEOUT_SECONDS"], default=5.0, low=0.05, high=60.0
+        ),
+        max_concurrent_calls=int(
+            _number(
+                "KAIZALA_MAX_CONCURRENT_CALLS",
+                values["KAIZALA_MAX_CONCURRENT_CALLS"],
+                default=default_max_concurrent_calls(values[WORKER_POOL_SETTING]),
+                low=1,
+                high=1000,
+                whole=True,
+            )
         ),
         cache_seconds=min(
             int(_number("TOKEN_CACHE_SECONDS", values["TOKEN_CACHE_SECONDS"], default=300, low=0, whole=True)),
@@ -150,17 +162,36 @@ def _split(raw: str | None) -> frozenset[str]:
     return frozenset(item.strip() for item in (raw or "").split(",") if item.strip())
 
 
-def _required_list(name: str, raw: str | None) -> frozenset[str]:
+def _card_list(raw: str | None) -> frozenset[str]:
+    name = "KAIZALA_ALLOWED_ACTION_PACKAGE_IDS"
     items = _split(raw)
     if not items:
         raise SettingsError(
             name, f"is not set: set it to your card's action package id (comma-separated, or {ANY_ACTION_PACKAGE})"
         )
+    if ANY_ACTION_PACKAGE in items and len(items) > 1:
+        raise SettingsError(name, f"mixes {ANY_ACTION_PACKAGE} with ids: set either {ANY_ACTION_PACKAGE} alone or ids")
     return items
 
 
-def _optional_list(raw: str | None) -> frozenset[str]:
-    return _split(raw)
+def _optional_list(name: str, raw: str | None) -> frozenset[str]:
+    """Unset or blank means "no restriction"; set to something that holds no id (`,`) is a mistake, not "anyone"."""
+    if raw is None or not raw.strip():
+        return frozenset()
+    items = _split(raw)
+    if not items:
+        raise SettingsError(name, f"is set to {raw!r}, which holds no id: list ids, or leave it empty for any user")
+    return items
+
+
+def default_max_concurrent_calls(worker_pool: str | None) -> int:
+    """Half the worker's thread pool (at least 2), so calls to a hanging Kaizala never hold every thread and
+    cached users keep being answered. The pool is PYTHON_THREADPOOL_THREAD_COUNT, else the worker's own default
+    for Python 3.9+ (that of ThreadPoolExecutor: min(32, CPUs + 4))."""
+    pool = min(32, (os.cpu_count() or 1) + 4)
+    if worker_pool and worker_pool.strip().isdigit() and int(worker_pool) > 0:
+        pool = int(worker_pool)
+    return max(2, pool // 2)
 
 
 def _number(

@@ -2,13 +2,13 @@
 
 import base64
 import binascii
-import json
 import math
 import re
 import time
 
 import azure.functions as func
 
+from . import untrusted_json
 from .errors import InvalidRequest, InvalidToken, MissingToken
 
 MAX_TOKEN_LENGTH = 4096
@@ -35,8 +35,8 @@ def body_token(req: func.HttpRequest) -> str | None:
     if len(body) > MAX_BODY_BYTES:
         raise InvalidRequest(f'The body is larger than {MAX_BODY_BYTES} bytes; send only {{"token": "<token>"}}.')
     try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        payload = untrusted_json.parse(body)
+    except untrusted_json.NotJson:
         raise InvalidRequest('The body must be JSON like {"token": "<token>"}.') from None
     if not isinstance(payload, dict):
         raise InvalidRequest('The body must be a JSON object like {"token": "<token>"}.')
@@ -83,8 +83,8 @@ def expiry(token: str, now: float | None = None) -> float | None:
     if len(parts) != 3:
         return None
     try:
-        payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+        payload = untrusted_json.parse(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (binascii.Error, ValueError):  # not base64url, or untrusted_json.NotJson
         raise InvalidToken("The token looks like a JWT but its payload is not readable JSON.") from None
     if not isinstance(payload, dict):
         raise InvalidToken("The token looks like a JWT but its payload is not a JSON object.")

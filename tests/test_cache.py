@@ -3,6 +3,7 @@
 import hashlib
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 import requests_mock
@@ -18,10 +19,14 @@ from tests.helpers import identity_payload, make_jwt, request
 IDENTITY = Identity("u", "U", None, None, "card")
 
 
-def scripted(outcomes: list[Exception | Identity]) -> tuple[list[int], Callable[[], Identity]]:
+def lookup(cache: IdentityCache, fetch: Callable[[float], Identity], **options: Any) -> tuple[Identity, str]:
+    return cache.get("k", fetch, timeout=2.0, max_calls=8, **options)
+
+
+def scripted(outcomes: list[Exception | Identity]) -> tuple[list[int], Callable[[float], Identity]]:
     calls: list[int] = []
 
-    def fetch() -> Identity:
+    def fetch(_deadline: float) -> Identity:
         calls.append(1)
         outcome = outcomes.pop(0)
         if isinstance(outcome, Exception):
@@ -63,8 +68,7 @@ def test_second_request_is_a_cache_hit(kaizala) -> None:
 def test_cache_is_keyed_by_sha256_never_the_raw_token(kaizala) -> None:
     token = make_jwt()
     ValidateToken.main(request(token=token))
-    keys = list(auth.cache._identities.keys())
-    assert keys == [hashlib.sha256(token.encode()).hexdigest()]
+    assert auth.cache.keys() == {hashlib.sha256(token.encode()).hexdigest()}
 
 
 def test_entry_expires_after_token_cache_seconds(kaizala, monkeypatch, wall_clock) -> None:
@@ -130,12 +134,12 @@ def test_max_entries_bounds_the_cache(kaizala, monkeypatch) -> None:
     monkeypatch.setenv("TOKEN_CACHE_MAX_ENTRIES", "5")
     for _ in range(20):
         ValidateToken.main(request(token=make_jwt()))
-    assert len(auth.cache._identities) == 5
+    assert auth.cache.counts()["identities"] == 5
     kaizala.get(MOCK_URL, status_code=401)
     for _ in range(20):
         ValidateToken.main(request(token=make_jwt()))
-    assert len(auth.cache._rejections) == 5
-    assert len(auth.cache._identities) == 5  # junk tokens did not push real users out
+    assert auth.cache.counts()["rejections"] == 5
+    assert auth.cache.counts()["identities"] == 5  # junk tokens did not push real users out
 
 
 def test_clear_cache_forgets_everything(kaizala) -> None:
@@ -151,16 +155,16 @@ def test_refresh_ahead_answers_from_cache_and_refreshes_in_background() -> None:
     cache = IdentityCache(timer=clock)
     calls, fetch = scripted([IDENTITY] * 3)
 
-    assert cache.get("k", fetch, seconds=100)[1] == "miss"
+    assert lookup(cache, fetch, seconds=100)[1] == "miss"
     clock.now += 50
-    assert cache.get("k", fetch, seconds=100)[1] == "hit"
+    assert lookup(cache, fetch, seconds=100)[1] == "hit"
     assert len(calls) == 1  # not yet in the last 20%
     clock.now += 35
-    identity, source = cache.get("k", fetch, seconds=100)
+    identity, source = lookup(cache, fetch, seconds=100)
     assert (identity, source) == (IDENTITY, "hit")
-    _wait_until(lambda: len(calls) == 2 and "k" not in cache._in_flight)
-    clock.now += 90  # past the first entry's life: the refreshed entry answers
-    assert cache.get("k", fetch, seconds=100)[1] == "hit"
+    _wait_until(lambda: len(calls) == 2 and cache.in_flight() == 0)
+    clock.now += 70  # past the first entry's life, before the new one's refresh window: the refreshed entry answers
+    assert lookup(cache, fetch, seconds=100)[1] == "hit"
     assert len(calls) == 2
 
 
@@ -169,12 +173,12 @@ def test_refresh_ahead_off_means_a_miss_at_expiry() -> None:
     cache = IdentityCache(timer=clock)
     calls, fetch = scripted([IDENTITY] * 3)
 
-    cache.get("k", fetch, seconds=100, refresh_ahead=False)
+    lookup(cache, fetch, seconds=100, refresh_ahead=False)
     clock.now += 90
-    cache.get("k", fetch, seconds=100, refresh_ahead=False)
+    lookup(cache, fetch, seconds=100, refresh_ahead=False)
     assert len(calls) == 1
     clock.now += 11
-    assert cache.get("k", fetch, seconds=100, refresh_ahead=False)[1] == "miss"
+    assert lookup(cache, fetch, seconds=100, refresh_ahead=False)[1] == "miss"
 
 
 def test_refresh_never_extends_past_exp() -> None:
@@ -182,9 +186,9 @@ def test_refresh_never_extends_past_exp() -> None:
     cache = IdentityCache(timer=clock)
     calls, fetch = scripted([IDENTITY] * 3)
 
-    cache.get("k", fetch, seconds=100, not_after=lambda: clock.now + 50)
+    lookup(cache, fetch, seconds=100, not_after=lambda: clock.now + 50)
     clock.now += 45
-    cache.get("k", fetch, seconds=100)
+    lookup(cache, fetch, seconds=100)
     time.sleep(0.05)
     assert len(calls) == 1  # refreshing could not extend the entry, so none was started
 
@@ -193,16 +197,16 @@ def test_failed_refresh_is_not_retried_and_the_entry_expires_on_its_own() -> Non
     clock = Clock()
     cache = IdentityCache(timer=clock)
     calls, fetch = scripted([IDENTITY, IdentityUnavailable(), IDENTITY])
-    cache.get("k", fetch, seconds=100)
+    lookup(cache, fetch, seconds=100)
     clock.now += 85
-    assert cache.get("k", fetch, seconds=100)[1] == "hit"  # starts a refresh, which fails upstream
-    _wait_until(lambda: "k" not in cache._in_flight)
+    assert lookup(cache, fetch, seconds=100)[1] == "hit"  # starts a refresh, which fails upstream
+    _wait_until(lambda: cache.in_flight() == 0)
     clock.now += 5
-    assert cache.get("k", fetch, seconds=100)[1] == "hit"  # still cached, and no second refresh
+    assert lookup(cache, fetch, seconds=100)[1] == "hit"  # still cached, and no second refresh
     time.sleep(0.05)
     assert len(calls) == 2
     clock.now += 11  # past the entry's own life
-    assert cache.get("k", fetch, seconds=100)[1] == "miss"
+    assert lookup(cache, fetch, seconds=100)[1] == "miss"
     assert len(calls) == 3
 
 
@@ -210,12 +214,12 @@ def test_refresh_rejected_by_kaizala_drops_the_entry_at_once() -> None:
     clock = Clock()
     cache = IdentityCache(timer=clock)
     _calls, fetch = scripted([IDENTITY, InvalidToken()])
-    cache.get("k", fetch, seconds=100)
+    lookup(cache, fetch, seconds=100)
     clock.now += 85
-    assert cache.get("k", fetch, seconds=100)[1] == "hit"
-    _wait_until(lambda: "k" not in cache._in_flight)
+    assert lookup(cache, fetch, seconds=100)[1] == "hit"
+    _wait_until(lambda: cache.in_flight() == 0)
     with pytest.raises(InvalidToken):
-        cache.get("k", fetch, seconds=100)
+        lookup(cache, fetch, seconds=100)
 
 
 def _wait_until(condition, timeout: float = 2.0) -> None:

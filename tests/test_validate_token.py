@@ -248,7 +248,7 @@ def test_unexpected_exception_is_a_json_internal_error(kaizala, monkeypatch, cap
     def explode(*_args, **_kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("shared.auth.authorize", explode)
+    monkeypatch.setattr("shared.policy.refusal", explode)
     response = ValidateToken.main(request(token=make_jwt()))
     assert_error(response, 500, "internal_error")
     assert "RuntimeError: boom" in caplog.text  # logged with its traceback
