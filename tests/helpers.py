@@ -79,7 +79,8 @@ class Reply:
     status: int = 200
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
-    delay: float = 0.0
+    delay: float = 0.0  # before the status line
+    drip: float = 0.0  # when set, the body goes out 4 bytes at a time with this pause between pieces
 
 
 @dataclass
@@ -89,6 +90,10 @@ class Upstream:
     script: Callable[[int, str | None], Reply]
     url: str = ""
     calls: list[str | None] = field(default_factory=list)
+    cookies: list[str | None] = field(default_factory=list)  # the Cookie header of each call
+    connections: int = 0  # TCP connections accepted
+    active: int = 0  # calls being answered now
+    max_active: int = 0  # the most calls ever answered at once
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -103,12 +108,26 @@ def upstream_server(script: Callable[[int, str | None], Reply]) -> Iterator[Upst
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
+        def setup(self) -> None:
+            super().setup()
+            with upstream.lock:
+                upstream.connections += 1
+
         def do_GET(self) -> None:
             token = self.headers.get("accessToken")
             with upstream.lock:
                 upstream.calls.append(token)
+                upstream.cookies.append(self.headers.get("Cookie"))
                 number = len(upstream.calls)
-            reply = upstream.script(number, token)
+                upstream.active += 1
+                upstream.max_active = max(upstream.max_active, upstream.active)
+            try:
+                self._answer(upstream.script(number, token))
+            finally:
+                with upstream.lock:
+                    upstream.active -= 1
+
+        def _answer(self, reply: Reply) -> None:
             if reply.delay:
                 time.sleep(reply.delay)
             body = reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body).encode()
@@ -119,7 +138,12 @@ def upstream_server(script: Callable[[int, str | None], Reply]) -> Iterator[Upst
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(body)
+                if not reply.drip:
+                    self.wfile.write(body)
+                for start in range(0, len(body) if reply.drip else 0, 4):
+                    self.wfile.write(body[start : start + 4])
+                    self.wfile.flush()
+                    time.sleep(reply.drip)
             except (BrokenPipeError, ConnectionResetError):
                 pass
 

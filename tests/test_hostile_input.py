@@ -39,7 +39,7 @@ def acceptable_upstream(token: str) -> bool:
     if len(parts) == 3:
         try:
             payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
-        except ValueError:
+        except (ValueError, RecursionError):
             return False
         if not isinstance(payload, dict):
             return False

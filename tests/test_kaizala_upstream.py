@@ -136,3 +136,111 @@ def test_the_access_token_header_carries_the_token(monkeypatch) -> None:
         token = make_jwt()
         ValidateToken.main(request(token=token))
         assert up.calls == [token]
+
+
+# --- nothing crosses from one caller to the next -------------------------------------------------------------------
+
+
+def test_no_cookie_travels_from_one_callers_answer_to_the_next_call(monkeypatch) -> None:
+    users = {make_jwt(): "user-a", make_jwt(): "user-b"}
+    with upstream_server(
+        lambda _n, t: Reply(
+            body=identity_payload(users[t or ""]),
+            headers={"Set-Cookie": f"ARRAffinity={users[t or '']}; Path=/; HttpOnly"},
+        )
+    ) as up:
+        use(monkeypatch, up.url)
+        for token, user in users.items():
+            assert json_of(ValidateToken.main(request(token=token)))["id"] == user
+        assert up.cookies == [None, None]  # the upstream never got back the cookie it set
+        assert up.connections == 1  # and the connection was still reused
+
+
+# --- the upstream connection survives a "no" -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [(401, {"error": "invalid token"}), (403, "x" * 10_000), (500, {"error": "boom"}), (404, None)],
+)
+def test_rejections_and_errors_reuse_one_connection(monkeypatch, status, body) -> None:
+    with upstream_server(lambda _n, _t: Reply(status, body=body)) as up:
+        use(monkeypatch, up.url)
+        for _ in range(20):
+            assert ValidateToken.main(request(token=make_jwt())).status_code in (401, 502, 503)
+        assert up.count == 20
+        assert up.connections == 1
+
+
+def test_an_oversized_answer_is_not_read_to_its_end_and_its_connection_is_dropped(monkeypatch) -> None:
+    with upstream_server(lambda _n, _t: Reply(body="x" * 200_000)) as up:
+        use(monkeypatch, up.url)
+        for _ in range(3):
+            assert json_of(ValidateToken.main(request(token=make_jwt())))["error"] == "identity_bad_response"
+        assert up.connections == 3
+
+
+# --- one deadline per validation -----------------------------------------------------------------------------------
+
+DEADLINE = 1.0
+SLACK = 0.5  # thread scheduling on a loaded machine; every case below took 2.9 s or more before the fix
+
+
+def timed_answer(token: str) -> tuple[int, str, float]:
+    started = time.monotonic()
+    response = ValidateToken.main(request(token=token))
+    body = json_of(response)
+    return response.status_code, body.get("error", ""), time.monotonic() - started
+
+
+def assert_background_call_ends(within: float) -> None:
+    from shared import auth
+
+    ends = time.monotonic() + within
+    while auth.cache.in_flight():
+        assert time.monotonic() < ends, "the upstream call outlived its deadline"
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        pytest.param(lambda _n, _t: Reply(body=identity_payload(), delay=3), id="slow-status"),
+        pytest.param(lambda _n, _t: Reply(503, delay=0.9), id="retried-503"),
+        pytest.param(lambda _n, _t: Reply(body=identity_payload(), drip=0.3), id="dripping-body"),
+        pytest.param(lambda _n, _t: Reply(body=identity_payload(), delay=30), id="hang"),
+    ],
+)
+def test_a_validation_answers_by_its_deadline(monkeypatch, script) -> None:
+    with upstream_server(script) as up:
+        use(monkeypatch, up.url, timeout=DEADLINE)
+        status, error, elapsed = timed_answer(make_jwt())
+        assert (status, error) == (503, "identity_unavailable")
+        assert DEADLINE * 0.8 <= elapsed < DEADLINE + SLACK
+        assert_background_call_ends(within=DEADLINE)
+
+
+def test_every_request_waiting_on_a_call_gets_its_answer_by_the_leaders_deadline(monkeypatch) -> None:
+    with upstream_server(lambda _n, _t: Reply(body=identity_payload(), drip=0.3)) as up:
+        use(monkeypatch, up.url, timeout=DEADLINE)
+        token = make_jwt()
+        barrier = threading.Barrier(8)
+
+        def call(_: int) -> tuple[int, str, float]:
+            barrier.wait()
+            return timed_answer(token)
+
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(call, range(8)))
+        assert {(status, error) for status, error, _ in answers} == {(503, "identity_unavailable")}
+        assert max(elapsed for _, _, elapsed in answers) < DEADLINE + SLACK
+        assert up.count == 1
+
+
+def test_a_fast_answer_after_a_retry_still_succeeds_within_the_deadline(monkeypatch) -> None:
+    with upstream_server(lambda n, _t: Reply(503, delay=0.2) if n == 1 else Reply(body=identity_payload())) as up:
+        use(monkeypatch, up.url, timeout=DEADLINE)
+        status, _error, elapsed = timed_answer(make_jwt())
+        assert status == 200
+        assert elapsed < DEADLINE
+        assert up.count == 2
