@@ -55,6 +55,12 @@ def test_identity_url_is_used(monkeypatch) -> None:
         ("KAIZALA_IDENTITY_URL", "http://kaizala.example/v1/users/me"),
         ("KAIZALA_IDENTITY_URL", "not a url"),
         ("KAIZALA_IDENTITY_URL", "https://kaizala.example/me?x=1"),
+        ("KAIZALA_ALLOWED_USER_IDS", ","),  # set, but no id in it: not "any user"
+        ("KAIZALA_ALLOWED_USER_IDS", " , "),
+        ("KAIZALA_ALLOWED_ACTION_PACKAGE_IDS", "com.other,*"),  # only * alone means any card
+        ("KAIZALA_ALLOWED_ACTION_PACKAGE_IDS", "*,*,com.other"),
+        ("KAIZALA_MAX_CONCURRENT_CALLS", "0"),
+        ("KAIZALA_MAX_CONCURRENT_CALLS", "lots"),
     ],
 )
 def test_malformed_setting_is_server_misconfigured_and_logged(monkeypatch, caplog, name: str, value: str) -> None:
