@@ -91,9 +91,15 @@ def expiry(token: str, now: float | None = None) -> float | None:
     exp = payload.get("exp")
     if exp is None:
         return None
-    if isinstance(exp, bool) or not isinstance(exp, int | float) or math.isnan(exp):
+    if isinstance(exp, bool) or not isinstance(exp, int | float):
         raise InvalidToken("The token's expiry (exp) is not a number.")
+    try:
+        exp = float(exp)
+    except OverflowError:  # an integer beyond any float: no real token expires after the end of time
+        exp = math.inf
+    if not math.isfinite(exp):
+        raise InvalidToken("The token's expiry (exp) is not a usable number.")
     current = time.time() if now is None else now
     if exp + CLOCK_SKEW_SECONDS < current:
         raise InvalidToken("The token has expired. Get a new one with getIntegerationServiceTokenAsync.")
-    return float(exp)
+    return exp

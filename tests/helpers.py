@@ -30,12 +30,15 @@ def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
+JWT_HEADER_B64 = b64url(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+
+
 def make_jwt(exp: float | None = None, *, payload: Any = None, ttl: float = 1800) -> str:
     """An unsigned-looking JWT (we never verify signatures locally: Kaizala does)."""
     if payload is None:
         payload = {"sub": str(uuid.uuid4()), "iat": int(time.time())}
         payload["exp"] = int(time.time() + ttl) if exp is None else exp
-    header = b64url(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    header = JWT_HEADER_B64
     body = b64url(payload if isinstance(payload, bytes) else json.dumps(payload).encode())
     return secret(f"{header}.{body}.{b64url(uuid.uuid4().bytes)}")
 
