@@ -96,7 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         api_server = serve(app, args.host, args.port, access_log=access_log)
     except OSError as exc:
-        return cannot_bind("function host", args.host, args.port, exc, "make run PORT=<port>, or --port <port>")
+        return cannot_bind(
+            "function host", args.host, args.port, exc, "make run PORT=<port>, or python -m devserver --port <port>"
+        )
     api_base = local_base(args.host, api_server.port)
     stand_in.api_url = api_base
     warn_if_exposed(args.host, kaizala_base)

@@ -97,7 +97,18 @@ def test_identity_endpoint_and_card_still_answer_any_host(server: DevServer) -> 
     assert requests.get(f"{server.kaizala}/card/app.css", headers=headers, timeout=5).status_code == 200
 
 
-@pytest.mark.parametrize(("peer", "status"), [("192.0.2.7", 403), ("fd00::7", 403), ("127.0.0.1", 201), ("::1", 201)])
+@pytest.mark.parametrize(
+    ("peer", "status"),
+    [
+        ("192.0.2.7", 403),
+        ("fd00::7", 403),
+        ("::ffff:192.0.2.7", 403),
+        ("", 403),
+        ("127.0.0.1", 201),
+        ("::1", 201),
+        ("::ffff:127.0.0.1", 201),  # an IPv4 client of a dual-stack `--host ::`
+    ],
+)
 def test_dev_endpoints_refuse_a_peer_on_another_machine(peer: str, status: int) -> None:
     # A client on the network can write "Host: localhost" itself: the peer's address must be loopback too.
     client = Client(KaizalaStandIn())
