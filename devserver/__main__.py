@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from shared.settings import SETTING_NAMES, SettingsError, current_settings
+from shared.settings import SettingsError, current_settings
 
 from .cli import add_fault_arguments, cannot_bind, faults_from, port_number, wait_for_signal, warn_if_exposed
 from .functions_host import FunctionAppError, load_app
@@ -119,33 +119,40 @@ def settings_problems() -> list[str]:
     required list) and the check runs again; the environment is restored before returning.
     """
     problems: list[str] = []
-    saved = {name: os.environ.get(name) for name in SETTING_NAMES}
-    stand_ins: dict[str, list[str | None]] = {}
+    saved: dict[str, str | None] = {}
+    fallbacks: dict[str, list[str | None]] = {}
     try:
-        for _ in range(2 * len(SETTING_NAMES) + 1):
-            try:
-                current_settings()
-            except SettingsError as exc:
-                if exc.setting not in stand_ins:
-                    problems.append(exc.detail)
-                    stand_ins[exc.setting] = [None, "*"]
-                    saved.setdefault(exc.setting, os.environ.get(exc.setting))
-                if not stand_ins[exc.setting]:
-                    break  # no way round this one: the rest are checked once it is fixed
-                replacement = stand_ins[exc.setting].pop(0)
-                if replacement is None:
-                    os.environ.pop(exc.setting, None)
-                else:
-                    os.environ[exc.setting] = replacement
-            else:
-                break
+        while (error := _settings_error()) is not None:
+            setting = getattr(error, "setting", None)
+            if setting not in fallbacks:
+                problems.append(error.detail)
+            if not isinstance(setting, str):
+                break  # the error does not say which setting: report it alone
+            if setting not in fallbacks:
+                saved[setting] = os.environ.get(setting)
+            left = fallbacks.setdefault(setting, [None, "*"])
+            if not left:
+                break  # no way round this one: the rest are checked once it is fixed
+            _set_env(setting, left.pop(0))
     finally:
         for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+            _set_env(name, value)
     return problems
+
+
+def _settings_error() -> SettingsError | None:
+    try:
+        current_settings()
+    except SettingsError as error:
+        return error
+    return None
+
+
+def _set_env(name: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
 
 
 def banner(functions: Any, api_base: str, kaizala_base: str, stand_in: KaizalaStandIn) -> str:
