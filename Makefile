@@ -1,19 +1,30 @@
 # Two commands set up a fresh machine: `make run` (the app, locally) and `make test` (lint, types, tests).
+# PYTHON= picks the interpreter (3.11+) the virtualenv is made from; VENV= where it lives.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench package clean
+.PHONY: run test lint bench package clean rebuild-venv
 
-$(STAMP): requirements.txt requirements-dev.txt
-	$(PYTHON) -m venv $(VENV)
+# The stamp records the interpreter ("path version") the venv was made from: another one remakes the venv.
+PYTHON_ID := $(shell $(PYTHON) -c 'import sys; print(sys.executable, sys.version.split()[0])' 2>/dev/null)
+ifneq ($(PYTHON_ID),$(shell cat $(STAMP) 2>/dev/null))
+REBUILD_VENV := rebuild-venv
+endif
+
+$(STAMP): requirements.txt requirements-dev.txt $(REBUILD_VENV)
+	@test -n '$(PYTHON_ID)' || { echo "make: PYTHON=$(PYTHON) does not run: pass PYTHON=/path/to/python3 (3.11+)" >&2; exit 2; }
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "make: $(PYTHON) is Python $(lastword $(PYTHON_ID)); 3.11+ is needed (PYTHON=python3.11)" >&2; exit 2; }
+	$(PYTHON) -m venv $(if $(REBUILD_VENV),--clear )$(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
-	touch $(STAMP)
+	echo '$(PYTHON_ID)' > $(STAMP)
+
+rebuild-venv: ;
 
 run: $(STAMP)
-	$(BIN)/python -m devserver
+	$(BIN)/python -m devserver$(if $(PORT), --port $(PORT))$(if $(KAIZALA_PORT), --kaizala-port $(KAIZALA_PORT))
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -129,7 +129,9 @@
     if (results[0].status === "fulfilled") {
       showIdentity(results[0].value);
     } else {
-      byId("user-name").textContent = "Not signed in";
+      // A 403 means Kaizala did sign the user in: it is this card that is refused.
+      var refused = results[0].reason instanceof CardError && results[0].reason.kind === "forbidden";
+      byId("user-name").textContent = refused ? "This card isn't allowed" : "Not signed in";
     }
     if (results[1].status === "fulfilled") {
       showProducts(results[1].value);

@@ -8,10 +8,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .cli import add_fault_arguments, faults_from, wait_for_signal
+from shared.settings import SettingsError, current_settings
+
+from .cli import add_fault_arguments, cannot_bind, faults_from, port_number, wait_for_signal, warn_if_exposed
 from .functions_host import FunctionAppError, load_app
 from .kaizala import DEFAULT_PORT as DEFAULT_KAIZALA_PORT
 from .kaizala import KaizalaStandIn
+from .network import local_base, needs_loopback_listener, stand_in_base
 from .wsgi import serve
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,39 +43,116 @@ def load_local_settings(root: Path) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devserver", description=__doc__)
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    parser.add_argument("--port", type=int, default=7071, help="function host port (0: any free port)")
-    parser.add_argument("--kaizala-port", type=int, default=DEFAULT_KAIZALA_PORT, help="Kaizala stand-in port")
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to bind (default 127.0.0.1: this machine only; the dev endpoints always stay loopback-only)",
+    )
+    parser.add_argument("--port", type=port_number, default=7071, help="function host port (0: any free port)")
+    parser.add_argument(
+        "--kaizala-port", type=port_number, default=DEFAULT_KAIZALA_PORT, help="Kaizala stand-in port (0: any)"
+    )
     parser.add_argument("--root", type=Path, default=ROOT, help="the function app folder")
     parser.add_argument("--no-access-log", action="store_true", help="log errors only, not every request")
     add_fault_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    access_log = not args.no_access_log
 
     try:
         local = load_local_settings(args.root)
-        host_settings = local.get("Host") or {}
-        stand_in = KaizalaStandIn(faults=faults_from(args))
-        kaizala_server = serve(stand_in, args.host, args.kaizala_port, access_log=not args.no_access_log)
-        kaizala_base = f"http://{args.host}:{kaizala_server.port}"
-        if os.environ.get("KAIZALA_IDENTITY_URL", DEFAULT_STAND_IN_URL) == DEFAULT_STAND_IN_URL:
-            os.environ["KAIZALA_IDENTITY_URL"] = f"{kaizala_base}/v1/users/me"
-        origins = {o for o in str(host_settings.get("CORS", "")).split(",") if o.strip()}
-        origins |= {kaizala_base, f"http://localhost:{kaizala_server.port}", f"http://127.0.0.1:{kaizala_server.port}"}
-        app = load_app(args.root, origins, bool(host_settings.get("CORSCredentials", False)))
-        api_server = serve(app, args.host, args.port, access_log=not args.no_access_log)
-    except (FunctionAppError, OSError) as exc:
+    except FunctionAppError as exc:
         print(f"devserver: cannot start: {exc}", file=sys.stderr)
         return 2
-    api_base = f"http://{args.host}:{api_server.port}"
+    host_settings = local.get("Host") or {}
+    stand_in = KaizalaStandIn(faults=faults_from(args))
+    try:
+        kaizala_servers = [serve(stand_in, args.host, args.kaizala_port, access_log=access_log)]
+        if needs_loopback_listener(args.host):  # the functions call the stand-in at a loopback URL
+            kaizala_servers.append(serve(stand_in, "127.0.0.1", kaizala_servers[0].port, access_log=access_log))
+    except OSError as exc:
+        how = "make run KAIZALA_PORT=<port>, or python -m devserver --kaizala-port <port>"
+        return cannot_bind("Kaizala stand-in", args.host, args.kaizala_port, exc, how)
+    kaizala_port = kaizala_servers[0].port
+    # Loopback URLs: the functions call the stand-in at one (settings allow plain http only to this machine), and
+    # the banner prints ones that work from here whatever --host is.
+    kaizala_base = stand_in_base(args.host, kaizala_port)
+    if os.environ.get("KAIZALA_IDENTITY_URL", DEFAULT_STAND_IN_URL) == DEFAULT_STAND_IN_URL:
+        os.environ["KAIZALA_IDENTITY_URL"] = f"{kaizala_base}/v1/users/me"
+    for problem in settings_problems():
+        print(
+            f"devserver: WARNING: setting {problem}. Until it is fixed (in local.settings.json's Values or the "
+            "environment) every request answers 500 server_misconfigured.",
+            file=sys.stderr,
+            flush=True,
+        )
+    origins = {o for o in str(host_settings.get("CORS", "")).split(",") if o.strip()}
+    origins |= {kaizala_base, f"http://localhost:{kaizala_port}", f"http://127.0.0.1:{kaizala_port}"}
+    try:
+        app = load_app(args.root, origins, bool(host_settings.get("CORSCredentials", False)))
+    except FunctionAppError as exc:
+        print(f"devserver: cannot start: {exc}", file=sys.stderr)
+        return 2
+    try:
+        api_server = serve(app, args.host, args.port, access_log=access_log)
+    except OSError as exc:
+        return cannot_bind(
+            "function host", args.host, args.port, exc, "make run PORT=<port>, or python -m devserver --port <port>"
+        )
+    api_base = local_base(args.host, api_server.port)
     stand_in.api_url = api_base
+    warn_if_exposed(args.host, kaizala_base)
     print(banner(app.functions, api_base, kaizala_base, stand_in), flush=True)
 
     wait_for_signal()
     print("devserver: stopping", file=sys.stderr, flush=True)
     api_server.shutdown()
-    kaizala_server.shutdown()
+    for server in kaizala_servers:
+        server.shutdown()
     return 0
+
+
+def settings_problems() -> list[str]:
+    """Every missing or malformed setting, as the functions will read them from this process's environment.
+
+    The settings stop at their first problem, so each one found is set aside (unset: its default; then `*`, for a
+    required list) and the check runs again; the environment is restored before returning.
+    """
+    problems: list[str] = []
+    saved: dict[str, str | None] = {}
+    fallbacks: dict[str, list[str | None]] = {}
+    try:
+        while (error := _settings_error()) is not None:
+            setting = getattr(error, "setting", None)
+            if setting not in fallbacks:
+                problems.append(error.detail)
+            if not isinstance(setting, str):
+                break  # the error does not say which setting: report it alone
+            if setting not in fallbacks:
+                saved[setting] = os.environ.get(setting)
+            left = fallbacks.setdefault(setting, [None, "*"])
+            if not left:
+                break  # no way round this one: the rest are checked once it is fixed
+            _set_env(setting, left.pop(0))
+    finally:
+        for name, value in saved.items():
+            _set_env(name, value)
+    return problems
+
+
+def _settings_error() -> SettingsError | None:
+    try:
+        current_settings()
+    except SettingsError as error:
+        return error
+    return None
+
+
+def _set_env(name: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
 
 
 def banner(functions: Any, api_base: str, kaizala_base: str, stand_in: KaizalaStandIn) -> str:

@@ -29,6 +29,7 @@ from werkzeug.routing import Map, Rule
 from werkzeug.utils import redirect, send_from_directory
 from werkzeug.wrappers import Request, Response
 
+from .network import dev_request_refusal, needs_loopback_listener, stand_in_base
 from .wsgi import json_error, serve
 
 HERE = Path(__file__).resolve().parent
@@ -152,8 +153,12 @@ class KaizalaStandIn:
         request = Request(environ)
         adapter = self.url_map.bind_to_environ(environ)
         try:
-            endpoint, args = adapter.match()
-            response = getattr(self, f"on_{endpoint}")(request, **args)
+            rule, args = adapter.match(return_rule=True)
+            refusal = dev_request_refusal(environ) if rule.rule.startswith("/v1/dev/") else None
+            if refusal:
+                response = json_error(403, "loopback_only", refusal)
+            else:
+                response = getattr(self, f"on_{rule.endpoint}")(request, **args)
         except HTTPException as exc:
             if exc.code in (301, 302, 308):
                 return exc(environ, start_response)
@@ -307,23 +312,38 @@ class KaizalaStandIn:
         )
 
 
-def main(argv: list[str] | None = None) -> None:
-    from .cli import add_fault_arguments, faults_from, wait_for_signal  # noqa: PLC0415 - cli imports this module
+def main(argv: list[str] | None = None) -> int:
+    from .cli import (  # noqa: PLC0415 - cli imports this module
+        add_fault_arguments,
+        cannot_bind,
+        faults_from,
+        port_number,
+        wait_for_signal,
+        warn_if_exposed,
+    )
 
     parser = argparse.ArgumentParser(prog="python -m devserver.kaizala", description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (the dev endpoints stay loopback-only)")
+    parser.add_argument("--port", type=port_number, default=DEFAULT_PORT)
     parser.add_argument("--api-url", default="http://127.0.0.1:7071", help="the function host the card preview calls")
     add_fault_arguments(parser)
     args = parser.parse_args(argv)
     stand_in = KaizalaStandIn(api_url=args.api_url, faults=faults_from(args))
-    server = serve(stand_in, args.host, args.port)
-    base = f"http://{args.host}:{server.port}"
+    try:
+        servers = [serve(stand_in, args.host, args.port)]
+        if needs_loopback_listener(args.host):
+            servers.append(serve(stand_in, "127.0.0.1", servers[0].port))
+    except OSError as exc:
+        return cannot_bind("Kaizala stand-in", args.host, args.port, exc, "python -m devserver.kaizala --port <port>")
+    base = stand_in_base(args.host, servers[0].port)
+    warn_if_exposed(args.host, base)
     print(f"Kaizala stand-in: {base}/v1/users/me\nCard preview: {base}/card/", flush=True)
     print(f"devserver ready: kaizala={base} (Ctrl-C to stop)", flush=True)
     wait_for_signal()
-    server.shutdown()
+    for server in servers:
+        server.shutdown()
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

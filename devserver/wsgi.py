@@ -9,6 +9,8 @@ from typing import Any
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Response
 
+from .network import listen
+
 _QUERY = re.compile(r"\?[^\s'\"]*")
 
 
@@ -39,9 +41,14 @@ class NoAccessLog(AccessLog):
 
 
 def serve(app: Any, host: str, port: int, *, access_log: bool = True) -> BaseWSGIServer:
-    """Bind now (so the port is known and in use), serve on a daemon thread; `server.shutdown()` stops it."""
+    """Bind now (so the port is known and in use), serve on a daemon thread; `server.shutdown()` stops it.
+
+    Raises OSError when the address cannot be bound (a busy port: errno EADDRINUSE), for the caller to explain;
+    werkzeug would print its own message and exit.
+    """
     handler = AccessLog if access_log else NoAccessLog
-    server = make_server(host, port, app, threaded=True, request_handler=handler)
+    with listen(host, port) as sock:  # werkzeug serves a duplicate of this socket
+        server = make_server(host, port, app, threaded=True, request_handler=handler, fd=sock.fileno())
     server.daemon_threads = True  # type: ignore[attr-defined]  # ThreadingMixIn: a hung request must not block exit
     threading.Thread(target=server.serve_forever, name=f"serve-{server.port}", daemon=True).start()
     return server

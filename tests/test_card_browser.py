@@ -123,6 +123,8 @@ def test_expired_token_recovers_with_one_fresh_token(page: Page, server: DevServ
 def test_card_not_allowed_says_so_without_retry(page: Page, server: DevServer) -> None:
     page.goto(f"{server.kaizala}/card/?card=com.fabrikam.unknown")
     expect(page.locator("#status")).to_contain_text("not allowed")
+    # The user did sign in (Kaizala vouched for the token): the heading says the card is the problem.
+    expect(page.locator("#user-name")).to_have_text("This card isn't allowed")
     expect(page.locator("#retry")).to_be_hidden()
     expect(page.locator("#product")).to_be_disabled()
 
@@ -143,3 +145,27 @@ def test_network_error_is_shown_never_a_blank_card(page: Page, server: DevServer
     expect(page.locator("#status")).to_contain_text("Cannot reach the product service")
     expect(page.locator("#retry")).to_be_visible()
     expect(page.locator("#user-name")).to_have_text("Not signed in")
+
+
+@pytest.mark.parametrize("width", [360, 390, 420])
+def test_card_keeps_a_margin_at_phone_width(browser: Browser, server: DevServer, width: int) -> None:
+    context = browser.new_context(viewport={"width": width, "height": 780}, device_scale_factor=2, is_mobile=True)
+    try:
+        page = context.new_page()
+        page.set_default_timeout(10_000)
+        page.goto(f"{server.kaizala}/card/")
+        expect(page.locator("#product option")).to_have_count(len(catalog(server)) + 1)
+        box = page.locator(".card").bounding_box()
+        assert box is not None
+        inner_width = page.evaluate("window.innerWidth")
+        assert inner_width == width
+        assert box["x"] >= 8, box
+        assert inner_width - (box["x"] + box["width"]) >= 8, box
+        # Nothing inside pokes out of the card or makes the page scroll sideways.
+        assert page.evaluate("document.documentElement.scrollWidth") <= inner_width
+        select = page.locator("#product").bounding_box()
+        assert select is not None
+        assert box["x"] <= select["x"]
+        assert select["x"] + select["width"] <= box["x"] + box["width"]
+    finally:
+        context.close()
