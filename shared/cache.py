@@ -16,6 +16,7 @@
 - Fork-safe: a forked child starts with no calls in flight (their threads do not exist in the child).
 """
 
+import logging
 import math
 import os
 import threading
@@ -30,6 +31,8 @@ from cachetools import TLRUCache
 
 from .errors import IdentityUnavailable, InvalidToken
 from .kaizala import Identity
+
+log = logging.getLogger("kaizala_auth")
 
 Source = Literal["hit", "miss", "shared"]
 Fetch = Callable[[float], Identity]  # takes the deadline, a time.monotonic() value
@@ -231,13 +234,19 @@ class IdentityCache:
         except InvalidToken as exc:
             self._finish(call, lambda: self._remember_rejection(call))
             _fail(call, exc)
+            if call.waiters is None:
+                log.info("background refresh: kaizala no longer accepts the token; its entry is dropped")
         except BaseException as exc:  # noqa: BLE001 - any failure reaches the waiters; a refresh stops refreshing
             self._finish(call, lambda: self._stop_refreshing(call.key) if call.waiters is None else None)
             _fail(call, exc)
+            if call.waiters is None:
+                log.info("background refresh failed (%s); the entry expires at its time", type(exc).__name__)
         else:
             self._finish(call, lambda: self._store(call, identity))
             if call.waiters is not None:
                 call.waiters.set_result(identity)
+            else:
+                log.info("background refresh: user %s checked with kaizala again", identity.id)
 
     def _finish(self, call: _Call, record: Callable[[], None]) -> None:
         """One locked step: record the outcome and free the slot, so no request sees neither the call nor its

@@ -18,7 +18,17 @@ import requests
 from tests.devserver_process import DevServer
 
 DISALLOWED_CARD = "com.fabrikam.notallowed"
-TIMEOUT_SECONDS = 0.5  # KAIZALA_TIMEOUT_SECONDS for the soak: hangs outlast it
+TIMEOUT_SECONDS = 1.0  # KAIZALA_TIMEOUT_SECONDS for the soak (the whole validation): hangs outlast it
+CACHE_SECONDS = 3  # short, so entries are refreshed ahead and expire many times during the run
+REFRESH_AFTER = 0.8 * CACHE_SECONDS  # shared.cache.REFRESH_AHEAD_FRACTION: refreshes start at 80% of a life
+# The app's production defaults, but for the cache life; refresh-ahead on. The local host has no worker thread pool
+# bounding concurrent requests (Azure's sizes the default cap), so the cap is sized to the soak's client threads.
+ENV = {
+    "KAIZALA_TIMEOUT_SECONDS": str(TIMEOUT_SECONDS),
+    "TOKEN_CACHE_SECONDS": str(CACHE_SECONDS),
+    "TOKEN_REFRESH_AHEAD": "1",
+    "KAIZALA_MAX_CONCURRENT_CALLS": "16",
+}
 
 # Each phase: the stand-in's faults, and what a request for a token Kaizala would accept may then answer
 # besides its normal outcome (a cache hit still answers normally under any fault).
@@ -32,7 +42,7 @@ PHASES: list[tuple[str, dict[str, Any], set[tuple[int, str]]]] = [
     ("no id on 40%", {"missing_id_rate": 0.4}, {(502, "identity_bad_response")}),
     ("truncated body on 40%", {"truncate_rate": 0.4}, {(503, "identity_unavailable")}),
     ("dropped connection on 40%", {"drop_rate": 0.4}, {(503, "identity_unavailable")}),
-    ("hang 1 s on 20%", {"hang_rate": 0.2, "hang_seconds": 1.0}, {(503, "identity_unavailable")}),
+    ("hang 2 s on 20%", {"hang_rate": 0.2, "hang_seconds": 2.0}, {(503, "identity_unavailable")}),
     (
         "everything at once",
         {
@@ -43,7 +53,7 @@ PHASES: list[tuple[str, dict[str, Any], set[tuple[int, str]]]] = [
             "truncate_rate": 0.1,
             "drop_rate": 0.1,
             "hang_rate": 0.05,
-            "hang_seconds": 1.0,
+            "hang_seconds": 2.0,
         },
         {(503, "identity_unavailable"), (502, "identity_bad_response")},
     ),
@@ -56,6 +66,8 @@ class Token:
     kind: str  # valid, expired, forged, disallowed
     value: str
     user_id: str | None
+    first_sent: float | None = None  # monotonic times of the first and last request that carried it
+    last_sent: float | None = None
 
 
 @dataclass
@@ -66,7 +78,9 @@ class Result:
     requests: int = 0
     upstream_calls: int = 0
     failures_5xx: int = 0
+    slow_503s: int = 0  # 503s while no fault was on, from requests that really outlived the deadline
     distinct_tokens: int = 0
+    sequence_bound: float = 0.0  # upstream call sequences the cache may make for the tokens sent (see bound)
     recovered: bool = False
 
 
@@ -129,6 +143,9 @@ def run(server: DevServer, *, phase_seconds: float = 1.8, threads: int = 12, fre
                     with lock:
                         token = rng.choice(tokens)
                 started = time.monotonic()
+                with lock:
+                    token.first_sent = token.first_sent or started
+                    token.last_sent = started
                 try:
                     response = session.get(
                         f"{server.api}/api/ValidateToken",
@@ -154,7 +171,14 @@ def run(server: DevServer, *, phase_seconds: float = 1.8, threads: int = 12, fre
         for index in in_flight:
             allowed |= PHASES[index][2]
         problem = None
-        if outcome not in allowed:
+        # A healthy Kaizala can still be too slow for the deadline on a loaded machine: a 503 is then the right
+        # answer. It is allowed only to a request that really outlived the deadline, so the verdict does not
+        # depend on machine load, yet a 503 that came early (a request that waited on nothing) is still wrong.
+        slow = outcome == (503, "identity_unavailable") and ended - started >= TIMEOUT_SECONDS
+        if outcome not in allowed and slow:
+            with lock:
+                result.slow_503s += 1
+        elif outcome not in allowed:
             problem = f"{token.kind}: {outcome} during {[PHASES[i][0] for i in sorted(in_flight)]}"
         elif response.status_code == 200:
             if not isinstance(body, dict) or body.get("id") != token.user_id:
@@ -200,15 +224,25 @@ def run(server: DevServer, *, phase_seconds: float = 1.8, threads: int = 12, fre
         for value in (fresh, seen.value)
     )
     result.distinct_tokens = len(tokens) + 1
+    result.sequence_bound = 1 + sum(sequences(token) for token in tokens)
     stats = requests.get(f"{server.kaizala}/v1/dev/stats", timeout=5).json()
     result.upstream_calls = int(stats.get("users_me", 0))
     return result
 
 
+def sequences(token: Token) -> float:
+    """Upstream call sequences the cache may make for one token: none for an expired one (refused locally); else,
+    per REFRESH_AFTER of the time it was in use, one that stores an entry and one background refresh that fails
+    (after which the entry expires and the next request starts again)."""
+    if token.kind == "expired" or token.first_sent is None or token.last_sent is None:
+        return 0
+    return 2 * (1 + (token.last_sent - token.first_sent) / REFRESH_AFTER)
+
+
 def upstream_bound(result: Result) -> int:
-    """Each token needs one call sequence that ends cached (the soak is shorter than any cache lifetime), and each
-    failed sequence is answered as a 5xx to at least one client; a sequence is at most 3 attempts."""
-    return 3 * (result.distinct_tokens + result.failures_5xx)
+    """The cache's bound on upstream calls: each sequence above, and each failed one answered as a 5xx to at least
+    one client, is at most 3 attempts (one call and two retries)."""
+    return int(3 * (result.sequence_bound + result.failures_5xx))
 
 
 def table(result: Result) -> str:
@@ -234,8 +268,9 @@ def table(result: Result) -> str:
             "expired, forged or disallowed tokens accepted",
             str(sum(n for (kind, status, _), n in result.outcomes.items() if kind != "valid" and status == 200)),
         ),
+        ("503s without a fault, from requests that outlived the deadline", str(result.slow_503s)),
         (
-            "upstream calls (bound: 3 x (tokens + 5xx answers))",
+            "upstream calls (bound: 3 x (call sequences the cache allows + 5xx answers))",
             f"{result.upstream_calls:,} ≤ {upstream_bound(result):,}",
         ),
         ("first requests after faults stop succeeded", "yes" if result.recovered else "NO"),

@@ -13,8 +13,7 @@ DEMO_USERS = Path(__file__).resolve().parent.parent / "devserver" / "demo_users.
 
 
 def test_soak_under_faults_gives_no_wrong_answer(capsys) -> None:
-    env = {"KAIZALA_TIMEOUT_SECONDS": str(soak.TIMEOUT_SECONDS), "TOKEN_CACHE_SECONDS": "300"}
-    with devserver(env=env) as server:
+    with devserver(env=soak.ENV) as server:
         result = soak.run(server)
         output = server.output()
     with capsys.disabled():
@@ -30,6 +29,13 @@ def test_soak_under_faults_gives_no_wrong_answer(capsys) -> None:
     # Faults really happened: each kind of documented failure was observed.
     statuses = {status for (_kind, status, _code) in result.outcomes}
     assert {200, 401, 403, 502, 503} <= statuses
+
+    # The production defaults really ran: entries were refreshed ahead many times, and expired too (more calls
+    # than tokens that ever reached Kaizala).
+    assert output.count("background refresh: user") >= 50
+    reached_kaizala = sum(n for (kind, _status, _code), n in result.outcomes.items() if kind != "expired")
+    assert reached_kaizala > 0
+    assert result.upstream_calls > result.distinct_tokens
 
     banner_token = output.split("export TOKEN=", 1)[1].split()[0]
     logs = output.replace(banner_token, "")
