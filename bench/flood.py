@@ -21,6 +21,7 @@ def main() -> None:
         KAIZALA_IDENTITY_URL=f"{kaizala}/v1/users/me",
         KAIZALA_ALLOWED_ACTION_PACKAGE_IDS="com.contoso.productpicker",
         TOKEN_CACHE_MAX_ENTRIES="10000",
+        KAIZALA_MAX_CONCURRENT_CALLS="16",  # 8 client threads here; Azure's worker pool would bound them
     )
     import azure.functions as func
 
