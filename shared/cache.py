@@ -13,6 +13,8 @@
 - Refresh-ahead: a hit in the last part of an entry's life answers at once and refreshes the entry in the
   background. Refreshes never queue: at most MAX_REFRESHES run at once and one that cannot start is skipped (the
   entry then expires normally). No request ever waits for a refresh.
+- Kaizala's 429 is respected: until its Retry-After has passed, misses answer `identity_unavailable` with the
+  time left and nothing is sent upstream (hits are still answered).
 - Fork-safe: a forked child starts with no calls in flight (their threads do not exist in the child).
 """
 
@@ -29,7 +31,7 @@ from typing import Literal
 
 from cachetools import TLRUCache
 
-from .errors import IdentityUnavailable, InvalidToken
+from .errors import IdentityUnavailable, InvalidToken, KaizalaThrottled
 from .kaizala import Identity
 
 log = logging.getLogger("kaizala_auth")
@@ -83,6 +85,7 @@ class IdentityCache:
     def __init__(self, maxsize: int = 10_000, timer: Callable[[], float] | None = None) -> None:
         # A lambda, not time.time itself, so a test that patches time.time moves this clock too.
         self._timer = timer or (lambda: time.time())  # noqa: PLW0108
+        self._throttled_until = 0.0  # time.monotonic(): Kaizala asked us (429) to send nothing before then
         self._start_without_calls()
         _survive_fork(self)
         self.maxsize = 0
@@ -193,6 +196,11 @@ class IdentityCache:
             in_flight = self._calls.get(call.key)
             if in_flight is not None:
                 return in_flight
+            throttled_for = self._throttled_until - time.monotonic()
+            if throttled_for > 0:
+                raise IdentityUnavailable(
+                    "Kaizala asked us to slow down. Try again shortly.", retry_after=math.ceil(throttled_for)
+                )
             if self._busy < max_calls:
                 self._busy += 1
                 self._calls[call.key] = waiters
@@ -213,6 +221,7 @@ class IdentityCache:
             or call.key in self._calls
             or len(self._refreshing) >= MAX_REFRESHES
             or self._busy >= max_calls
+            or self._throttled_until > time.monotonic()
         ):
             return None
         self._refreshing.add(call.key)
@@ -231,6 +240,10 @@ class IdentityCache:
         """On the call's own thread: ask upstream, record the outcome, free the slot, then tell every waiter."""
         try:
             identity = call.fetch(call.deadline)
+        except KaizalaThrottled as exc:
+            retry_after = exc.retry_after
+            self._finish(call, lambda: self._throttle(retry_after, call))
+            _fail(call, exc)
         except InvalidToken as exc:
             self._finish(call, lambda: self._remember_rejection(call))
             _fail(call, exc)
@@ -283,6 +296,11 @@ class IdentityCache:
         self._admitted.pop(call.key, None)  # revoked since we cached it: stop trusting it now
         self._refused.pop(call.key, None)
         self._rejections[call.key] = self._timer() + min(REJECTION_SECONDS, call.lifetime.seconds)
+
+    def _throttle(self, seconds: int, call: _Call) -> None:
+        self._throttled_until = max(self._throttled_until, time.monotonic() + seconds)
+        if call.waiters is None:
+            self._stop_refreshing(call.key)
 
     def _stop_refreshing(self, key: str) -> None:
         """A refresh failed (not a rejection): no further refresh; the entry expires at its normal time."""

@@ -86,3 +86,8 @@ class IdentityUnavailable(ApiError):
     @property
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after)}
+
+
+class KaizalaThrottled(IdentityUnavailable):
+    """Kaizala answered 429: no miss is sent to it again until its Retry-After has passed (cache hits still are
+    answered). Callers see the same `identity_unavailable` with the remaining Retry-After."""

@@ -20,7 +20,7 @@ from urllib3.util.retry import Retry
 from urllib3.util.timeout import Timeout
 
 from . import untrusted_json
-from .errors import IdentityBadResponse, IdentityUnavailable, InvalidToken
+from .errors import IdentityBadResponse, IdentityUnavailable, InvalidToken, KaizalaThrottled
 
 log = logging.getLogger("kaizala_auth")
 
@@ -153,7 +153,9 @@ def _identity_from(response: requests.Response, body: bytes | None) -> Identity:
     status = response.status_code
     if status in REJECTED_STATUSES:
         raise InvalidToken("Kaizala rejected the token. Get a new one with getIntegerationServiceTokenAsync.")
-    if status == 429 or status >= 500:
+    if status == 429:
+        raise KaizalaThrottled(retry_after=_retry_after(response.headers.get("Retry-After")))
+    if status >= 500:
         raise IdentityUnavailable(retry_after=_retry_after(response.headers.get("Retry-After")))
     if status != 200:
         log.warning("kaizala answered unexpected status %d", status)

@@ -105,3 +105,26 @@ def test_the_default_cap_is_half_the_workers_pool(monkeypatch, pool, expected) -
     cap = current_settings().max_concurrent_calls
     assert cap == (expected if expected is not None else default_max_concurrent_calls(None))
     assert cap >= 2
+
+
+def test_a_429_stops_misses_until_its_retry_after_while_hits_keep_answering(monkeypatch) -> None:
+    cached, throttled = make_jwt(), make_jwt()
+    with upstream_server(
+        lambda _n, t: Reply(429, headers={"Retry-After": "2"}) if t == throttled else Reply(body=identity_payload())
+    ) as up:
+        monkeypatch.setenv("KAIZALA_IDENTITY_URL", up.url)
+        assert ValidateToken.main(request(token=cached)).status_code == 200
+        throttled_at = time.monotonic()
+        first = ValidateToken.main(request(token=throttled))
+        assert (first.status_code, first.headers["Retry-After"]) == (503, "2")
+        calls = up.count
+
+        later = ValidateToken.main(request(token=make_jwt()))  # another token: not sent while throttled
+        assert (later.status_code, json_of(later)["error"]) == (503, "identity_unavailable")
+        assert 1 <= int(later.headers["Retry-After"]) <= 2
+        assert ValidateToken.main(request(token=cached)).status_code == 200  # a hit is still answered
+        assert up.count == calls
+
+        time.sleep(max(0.0, throttled_at + 2.1 - time.monotonic()))
+        assert ValidateToken.main(request(token=make_jwt())).status_code == 200  # Kaizala is asked again
+        assert up.count == calls + 1
