@@ -160,13 +160,14 @@ class FleetCache:
         keys = self._sealer.keys(token)
         owner = os.urandom(16)
         milliseconds = max(1, int(lease_seconds * 1000))
-        taken = self._call(lambda: self._redis.set(self._lease_key(keys), owner, nx=True, px=milliseconds))
+        # SET NX answers None when the key exists: bool() keeps that apart from _call's None (Redis failed).
+        taken = self._call(lambda: bool(self._redis.set(self._lease_key(keys), owner, nx=True, px=milliseconds)))
         if taken is None:
             return True  # Redis failed or is skipped: lead locally
         if taken:
             with self._lock:
                 self._leases[keys.name] = owner
-        return bool(taken)
+        return taken
 
     def release(self, token: str) -> None:
         """Give the lease back without a result (the call failed): a waiter then leads instead of waiting."""
