@@ -54,9 +54,10 @@ class RedisServer:
 
     def start(self) -> None:
         assert REDIS_SERVER is not None
+        options = {"--port": str(self.port), "--bind": "127.0.0.1", "--save": "", "--appendonly": "no"}
+        options |= {"--dir": str(self.directory), "--protected-mode": "yes", "--loglevel": "warning"}
         self.process = subprocess.Popen(
-            [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-            + ["--dir", str(self.directory), "--protected-mode", "yes", "--loglevel", "warning"],
+            [REDIS_SERVER, *(part for pair in options.items() for part in pair)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
