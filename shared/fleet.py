@@ -90,13 +90,17 @@ class FleetCache:
         self.subscribed = threading.Event()  # set while the purge subscription is live (tests wait on it)
         _forget_after_fork.add(self)
 
-    def _client(self, timeout: float, max_connections: int) -> "redis.Redis":
-        pool = redis.ConnectionPool.from_url(
+    def _client(self, timeout: float, max_connections: int, health_check_seconds: int = 0) -> "redis.Redis":
+        # Blocking: a burst beyond max_connections waits (at most one timeout) for a connection rather than
+        # opening without bound; a burst that cannot get one counts as Redis being too slow.
+        pool = redis.BlockingConnectionPool.from_url(
             self._url,
             max_connections=max_connections,
+            timeout=timeout,
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 0),  # a retry would double the time a failing Redis costs a request
+            health_check_interval=health_check_seconds,
         )
         return redis.Redis(connection_pool=pool)
 
@@ -327,7 +331,9 @@ class FleetCache:
 
     def _listen(self) -> None:
         # Its own connection: a subscribed connection can do nothing else, and waits longer than one operation.
-        subscriber = self._client(max(self.timeout, 1.0), 2)
+        # A PING every few seconds of silence: a connection that died without a word (a network cut, a failover)
+        # is noticed and replaced instead of waiting forever for purges that can no longer arrive.
+        subscriber = self._client(max(self.timeout, 1.0), 2, health_check_seconds=5)
         pause, lost = 0.1, False
         while not self._stop.is_set():
             try:
