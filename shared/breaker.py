@@ -58,12 +58,13 @@ class Breaker:
         if was_open:
             log.warning("%s answers again: using it again", self.name)
 
-    def failed(self, error: BaseException) -> None:
+    def failed(self, error: BaseException) -> bool:
+        """Count a failure; True when this one opened the breaker."""
         with self._lock:
             self._failures += 1
             was_open = self._open_until is not None
             if not was_open and self._failures < self.failures_to_open:
-                return
+                return False
             self._open_until = self._clock() + self.open_seconds
             self._probing = False
         if not was_open:
@@ -75,3 +76,4 @@ class Breaker:
                 type(error).__name__,
                 self.open_seconds,
             )
+        return not was_open

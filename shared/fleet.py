@@ -262,8 +262,11 @@ class FleetCache:
         try:
             result = operation()
         except Exception as error:  # noqa: BLE001 - Redis failing must never fail a request
-            self.breaker.failed(error)
             log.debug("token cache Redis at %s: %s", self.where, type(error).__name__)
+            if self.breaker.failed(error):
+                # Idle connections to a server that went away would each fail once more after it returns,
+                # reopening the breaker: start again from fresh ones.
+                self._redis.connection_pool.disconnect(inuse_connections=False)
             return None
         self.breaker.succeeded()
         return result

@@ -5,6 +5,7 @@ Timing assertions carry wide headroom (a loaded 2-core machine): they tell "boun
 """
 
 import hashlib
+import itertools
 import logging
 import multiprocessing
 import os
@@ -87,6 +88,17 @@ def wait_for(condition: Callable[[], bool], seconds: float) -> bool:
 
 def warnings_of(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.name == "kaizala_auth" and r.levelno == logging.WARNING]
+
+
+def assert_one_warning_per_change(caplog: pytest.LogCaptureFixture, port: int) -> None:
+    """Skipped, then back: one WARNING per change of state, never one per call. A loaded machine may add a short
+    extra skip (a 100 ms timeout missed); the verdict is that warnings alternate and end with Redis back."""
+    states = ["back" if "answers again" in w else "skipped" for w in warnings_of(caplog)]
+    assert states[:2] == ["skipped", "back"], states
+    assert states[-1] == "back", states
+    assert all(a != b for a, b in itertools.pairwise(states)), states
+    assert len(states) <= 6, states
+    assert all(f"127.0.0.1:{port}" in w for w in warnings_of(caplog))
 
 
 # --- what is shared ---------------------------------------------------------------------------------------------
@@ -496,9 +508,7 @@ def test_killed_then_restarted_redis_is_skipped_then_used_again(
         assert shares(fleet)
     finally:
         fleet.close()
-    assert len([w for w in warnings_of(caplog) if "failed 3 times in a row" in w]) == 1
-    assert len([w for w in warnings_of(caplog) if "answers again" in w]) == 1
-    assert all(f"127.0.0.1:{own_server.port}" in w for w in warnings_of(caplog))
+    assert_one_warning_per_change(caplog, own_server.port)
 
 
 def test_a_paused_redis_costs_each_call_at_most_the_timeout(
@@ -520,8 +530,7 @@ def test_a_paused_redis_costs_each_call_at_most_the_timeout(
         assert shares(fleet)
     finally:
         fleet.close()
-    assert len([w for w in warnings_of(caplog) if "failed 3 times in a row" in w]) == 1
-    assert len([w for w in warnings_of(caplog) if "answers again" in w]) == 1
+    assert_one_warning_per_change(caplog, own_server.port)
 
 
 def test_flushall_while_waiting_lets_waiters_lead_and_breaks_nothing(
