@@ -12,6 +12,7 @@ Times: `expires_at`, `until` and the `*_until` fields are wall clock (`time.time
 
 import logging
 import os
+import ssl
 import threading
 import time
 import weakref
@@ -27,7 +28,7 @@ from redis.retry import Retry
 from .breaker import Breaker
 from .kaizala import Identity
 from .sealing import Sealed, Sealer, TokenKeys
-from .settings import TOKEN_LIFETIME_SECONDS
+from .settings import TOKEN_LIFETIME_SECONDS, FleetSettings
 
 log = logging.getLogger("kaizala_auth")
 
@@ -72,7 +73,6 @@ class FleetCache:
         self.where = f"{parts.hostname}:{parts.port or 6379}"  # for logs: the URL itself holds the access key
         self.timeout = timeout_ms / 1000
         self._url = url
-        self._max_connections = max_connections
         self._sealer = Sealer(secret)
         self._ns = self._sealer.namespace
         self._throttle_keys = self._sealer.deployment_keys(_THROTTLE)
@@ -90,7 +90,18 @@ class FleetCache:
         self.subscribed = threading.Event()  # set while the purge subscription is live (tests wait on it)
         _forget_after_fork.add(self)
 
+    @classmethod
+    def from_settings(cls, settings: FleetSettings) -> "FleetCache | None":
+        """The fleet cache the settings ask for; None when TOKEN_CACHE_REDIS_URL is unset."""
+        if settings.redis_url is None or settings.redis_secret is None:
+            return None
+        return cls(settings.redis_url, settings.redis_secret, timeout_ms=settings.redis_timeout_ms)
+
     def _client(self, timeout: float, max_connections: int, health_check_seconds: int = 0) -> "redis.Redis":
+        tls: dict[str, Any] = {}
+        if urlsplit(self._url).scheme == "rediss":
+            # Certificate and host name are checked by redis-py's defaults; the version floor is ours to state.
+            tls = {"ssl_min_version": ssl.TLSVersion.TLSv1_2, "ssl_cert_reqs": "required", "ssl_check_hostname": True}
         # Blocking: a burst beyond max_connections waits (at most one timeout) for a connection rather than
         # opening without bound; a burst that cannot get one counts as Redis being too slow.
         pool = redis.BlockingConnectionPool.from_url(
@@ -101,6 +112,7 @@ class FleetCache:
             socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 0),  # a retry would double the time a failing Redis costs a request
             health_check_interval=health_check_seconds,
+            **tls,
         )
         return redis.Redis(connection_pool=pool)
 

@@ -9,6 +9,7 @@ import itertools
 import logging
 import multiprocessing
 import os
+import ssl
 import subprocess
 import sys
 import threading
@@ -21,6 +22,7 @@ import pytest
 from shared.fleet import NOTHING, FleetCache, SharedState
 from shared.kaizala import Identity
 from shared.sealing import Sealer
+from shared.settings import FleetSettings
 from tests.helpers import make_jwt, secret
 from tests.redis_server import OTHER_SECRET, SECRET, RedisServer, redis_server, require_redis
 
@@ -612,3 +614,26 @@ def test_a_forked_child_gets_its_own_connections_and_listener(make_fleet: Callab
         child.join(timeout=30)
     assert wait_for(lambda: bool(heard.tags), 1.0)  # the parent's listener still works
     assert shares(fleet)
+
+
+def test_rediss_verifies_the_certificate_and_host_and_needs_tls_1_2() -> None:
+    fleet = FleetCache("rediss://:an-access-key@contoso.redis.cache.windows.net:6380/0", SECRET)
+    try:
+        connection = fleet._redis.connection_pool.make_connection()  # built, not connected
+        assert type(connection).__name__ == "SSLConnection"
+        assert connection.cert_reqs == ssl.CERT_REQUIRED
+        assert connection.check_hostname is True
+        assert connection.ssl_min_version == ssl.TLSVersion.TLSv1_2
+        assert fleet.where == "contoso.redis.cache.windows.net:6380"
+    finally:
+        fleet.close()
+
+
+def test_from_settings_is_none_when_redis_is_off() -> None:
+    assert FleetCache.from_settings(FleetSettings()) is None
+    fleet = FleetCache.from_settings(
+        FleetSettings(redis_url="redis://127.0.0.1:1/0", redis_secret=SECRET, redis_timeout_ms=250)
+    )
+    assert fleet is not None
+    assert fleet.timeout == 0.25
+    fleet.close()
