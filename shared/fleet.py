@@ -145,7 +145,8 @@ class FleetCache:
         self._call(write)
 
     def store_rejection(self, token: str, until: float) -> None:
-        """Share Kaizala's rejection of `token` until `until` (at most MAX_REJECTION_SECONDS), ending our lease."""
+        """Share Kaizala's rejection of `token` until `until` (at most MAX_REJECTION_SECONDS), drop its shared
+        identity (a refresh found it revoked: no instance may keep serving it), and end our lease."""
         keys = self._sealer.keys(token)
         milliseconds = int((min(until, time.time() + MAX_REJECTION_SECONDS) - time.time()) * 1000)
         if milliseconds <= 0:
@@ -155,6 +156,7 @@ class FleetCache:
         def write() -> None:
             pipe = self._redis.pipeline(transaction=False)
             pipe.set(self._rejection_key(keys), value, px=milliseconds)
+            pipe.delete(self._entry_key(keys))
             self._release_in(pipe, keys)
             pipe.execute()
 
@@ -297,9 +299,12 @@ class FleetCache:
         entry = self._sealer.open_identity(keys, replies[0])
         rejected = self._sealer.open_until(keys, _REJECTED, replies[1])
         throttled = self._sealer.open_until(self._throttle_keys, _THROTTLE, replies[2])
+        rejected_until = _bounded(rejected, now, MAX_REJECTION_SECONDS)
+        if rejected_until is not None or (entry is not None and entry.expires_at <= now):
+            entry = None  # a rejection is newer news than any identity stored before it
         return SharedState(
-            entry=entry if entry is not None and entry.expires_at > now else None,
-            rejected_until=_bounded(rejected, now, MAX_REJECTION_SECONDS),
+            entry=entry,
+            rejected_until=rejected_until,
             throttled_until=_bounded(throttled, now, MAX_THROTTLE_SECONDS),
         )
 

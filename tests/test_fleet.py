@@ -145,6 +145,17 @@ def test_rejections_are_shared_and_bounded(make_fleet: Callable[..., FleetCache]
     assert two.lookup(make_jwt()).rejected_until is None
 
 
+def test_a_rejection_drops_the_shared_identity(make_fleet: Callable[..., FleetCache]) -> None:
+    one, two = make_fleet(), make_fleet()
+    token = make_jwt()
+    one.store(token, person(1), soon())
+    assert two.lookup(token).entry is not None
+    one.store_rejection(token, soon(30))  # a refresh found the token revoked
+    state = two.lookup(token)
+    assert state.entry is None
+    assert state.rejected_until is not None
+
+
 def test_a_throttle_reaches_every_instance_of_the_deployment_only(make_fleet: Callable[..., FleetCache]) -> None:
     one, two = make_fleet(), make_fleet()
     other_deployment = make_fleet(secret_=OTHER_SECRET)
@@ -187,8 +198,9 @@ def test_tampered_forged_and_foreign_values_are_misses(
 ) -> None:
     fleet = make_fleet()
     token = make_jwt()
+    rejected = make_jwt()
     fleet.store(token, person(1), soon())
-    fleet.store_rejection(token, soon(30))
+    fleet.store_rejection(rejected, soon(30))
     fleet.throttle(soon(10))
     client = server.client()
     entry_key = next(k for k in client.scan_iter() if b":e:" in k)
@@ -221,7 +233,7 @@ def test_tampered_forged_and_foreign_values_are_misses(
     # Rejections and the throttle are sealed too: forged ones are ignored.
     client.set(rejection_key, b"\x01" + os.urandom(40))
     client.set(throttle_key, client.get(rejection_key) or b"")
-    state = fleet.lookup(token)
+    state = fleet.lookup(rejected)
     assert (state.rejected_until, state.throttled_until) == (None, None)
     # A value of the wrong type is a miss (Redis answers an error), never an exception.
     client.delete(entry_key)
