@@ -7,6 +7,12 @@ import shared
 from tests.helpers import CARD_ID, SECRETS
 
 MOCK_URL = "https://kaizala.test/v1/users/me"
+FLEET_SETTINGS = (
+    "TOKEN_CACHE_REDIS_URL",
+    "TOKEN_CACHE_REDIS_SECRET",
+    "TOKEN_CACHE_REDIS_TIMEOUT_MS",
+    "TOKEN_CACHE_LOCAL_SECONDS",
+)
 
 
 class _Recorder(logging.Handler):
@@ -46,6 +52,8 @@ def no_secrets_in_logs() -> Iterator[_Recorder]:
 def settings_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Working settings for every test; a test changes one with monkeypatch."""
     for name in ("KAIZALA_ALLOWED_USER_IDS", "PRODUCTS_FILE", "TOKEN_CACHE_SECONDS", "TOKEN_CACHE_MAX_ENTRIES"):
+        monkeypatch.delenv(name, raising=False)
+    for name in FLEET_SETTINGS:  # issue 9: the fleet cache stays off unless a test turns it on
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("KAIZALA_IDENTITY_URL", MOCK_URL)
     monkeypatch.setenv("KAIZALA_ALLOWED_ACTION_PACKAGE_IDS", CARD_ID)
