@@ -6,11 +6,11 @@ def main(req: func.HttpRequest, identity: Identity) -> func.HttpResponse:
 """
 
 import functools
-import hashlib
 import logging
+import threading
 import time
 from collections.abc import Callable
-from typing import overload
+from typing import TYPE_CHECKING, overload
 
 import azure.functions as func
 
@@ -19,7 +19,10 @@ from .cache import IdentityCache
 from .errors import ApiError, InternalError
 from .kaizala import Identity, KaizalaClient
 from .responses import error_response
-from .settings import OneSnapshotPerRequest, SettingsError, current_settings
+from .settings import FleetSettings, OneSnapshotPerRequest, SettingsError, current_settings
+
+if TYPE_CHECKING:
+    from .fleet import FleetCache
 
 log = logging.getLogger("kaizala_auth")
 
@@ -44,10 +47,11 @@ def authenticate(req: func.HttpRequest, *, accept_body_token: bool = False) -> I
     tokens.check_shape(token)
 
     cache.resize(settings.cache_max_entries)
+    cache.share(_fleet(settings.fleet), settings.fleet.local_cache_seconds)
     started = time.perf_counter()
     try:
         identity, source = cache.get(
-            hashlib.sha256(token.encode()).hexdigest(),
+            token,
             lambda deadline: kaizala.fetch_identity(token, settings.identity_url, deadline),
             seconds=settings.cache_seconds,
             timeout=settings.timeout_seconds,
@@ -102,6 +106,32 @@ def protected(handler: Handler | None = None, *, accept_body_token: bool = False
         return main
 
     return decorate(handler) if handler is not None else decorate
+
+
+_fleet_lock = threading.Lock()
+_fleet_in_use: "tuple[FleetSettings, FleetCache | None]" = (FleetSettings(), None)
+
+
+def _fleet(settings: FleetSettings) -> "FleetCache | None":
+    """The process's one connection to the fleet's Redis, for the settings in force (None: Redis off). A change
+    of settings closes the old one. shared.fleet (redis-py, cryptography) is imported only when Redis is on."""
+    global _fleet_in_use  # noqa: PLW0603 - one per worker process, like the Kaizala session
+    in_use_settings, in_use = _fleet_in_use
+    if settings == in_use_settings:
+        return in_use
+    with _fleet_lock:
+        in_use_settings, in_use = _fleet_in_use
+        if settings != in_use_settings:
+            if in_use is not None:
+                in_use.close()
+            in_use = None
+            if settings.redis_url is not None:
+                from .fleet import FleetCache  # noqa: PLC0415 - keeps redis-py off the cold start without Redis
+
+                in_use = FleetCache.from_settings(settings)
+                log.info("token cache shared through Redis at %s", in_use.where if in_use else "?")
+            _fleet_in_use = (settings, in_use)
+        return in_use
 
 
 def _ms_since(started: float) -> float:

@@ -1,6 +1,10 @@
 """The identity cache: one upstream call per token, however many requests arrive at once, none waited on for long.
 
-- Keyed by the SHA-256 of the token (the caller hashes it): the raw token never sits in memory as a key.
+- Keyed by the SHA-256 of the token: the raw token never sits in memory as a key.
+- Two tiers when Redis is configured (`share`): this process's cache in front, the fleet's behind it. A local miss
+  asks Redis before Kaizala; a Redis miss leads (or waits for) one Kaizala call for the whole fleet and stores the
+  result in both tiers. Local copies then live at most `local_seconds` and never past the fleet's entry, and a
+  purge published by `python -m shared.purge` drops them at once.
 - Caches the identity, not the verdict: the allowlists are applied to every request by the policy. Identities the
   policy refused when they were fetched live in a bounded cache of their own, so a flood of valid tokens for
   another card cannot push allowed users out.
@@ -18,6 +22,7 @@
 - Fork-safe: a forked child starts with no calls in flight (their threads do not exist in the child).
 """
 
+import hashlib
 import logging
 import math
 import os
@@ -27,16 +32,19 @@ import weakref
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from cachetools import TLRUCache
 
 from .errors import IdentityUnavailable, InvalidToken, KaizalaThrottled
 from .kaizala import Identity
 
+if TYPE_CHECKING:  # the fleet tier (redis-py, cryptography) is imported only when Redis is configured
+    from .fleet import FleetCache, SharedState
+
 log = logging.getLogger("kaizala_auth")
 
-Source = Literal["hit", "miss", "shared"]
+Source = Literal["hit", "fleet", "miss", "shared"]
 Fetch = Callable[[float], Identity]  # takes the deadline, a time.monotonic() value
 Admit = Callable[[Identity], bool]
 
@@ -61,8 +69,10 @@ class _Lifetime:
 class _Entry:
     identity: Identity
     refresh_at: float
-    expires_at: float
+    expires_at: float  # of this process's copy
+    lives_until: float  # of the identity in every tier (the fleet's entry); expires_at without Redis
     not_after: float | None
+    user_tag: str | None = None  # the fleet's one-way tag of the user id, to match purges
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +80,7 @@ class _Call:
     """One upstream call: what it asks, how long its answer may live, and who waits for it (None: a refresh)."""
 
     key: str
+    token: str
     fetch: Fetch
     lifetime: _Lifetime
     deadline: float
@@ -86,6 +97,8 @@ class IdentityCache:
         # A lambda, not time.time itself, so a test that patches time.time moves this clock too.
         self._timer = timer or (lambda: time.time())  # noqa: PLW0108
         self._throttled_until = 0.0  # time.monotonic(): Kaizala asked us (429) to send nothing before then
+        self._fleet: FleetCache | None = None
+        self._local_seconds = math.inf
         self._start_without_calls()
         _survive_fork(self)
         self.maxsize = 0
@@ -110,12 +123,34 @@ class IdentityCache:
                 maxsize, ttu=lambda _key, until, _now: until, timer=self._timer
             )
 
+    def share(self, fleet: "FleetCache | None", local_seconds: float) -> None:
+        """Put the fleet's cache (Redis) behind this one, local copies living at most `local_seconds`; None: this
+        process's cache alone, as without Redis."""
+        with self._lock:
+            self._local_seconds = local_seconds if fleet is not None else math.inf
+            if fleet is self._fleet:
+                return
+            self._fleet = fleet
+        if fleet is not None:
+            fleet.subscribe(self._forget_purged)
+
+    def _forget_purged(self, user_tag: str | None) -> None:
+        """A purge reached us (None: forget every identity): its user's next request is checked again."""
+        with self._lock:
+            for entries in (self._admitted, self._refused):
+                if user_tag is None:
+                    entries.clear()
+                    continue
+                for key in [key for key, entry in entries.items() if entry.user_tag == user_tag]:
+                    del entries[key]
+
     def _entries(self, maxsize: int) -> "TLRUCache[str, _Entry]":
         return TLRUCache(maxsize, ttu=lambda _key, entry, _now: entry.expires_at, timer=self._timer)
 
     def clear(self) -> None:
-        """Forget every identity and rejection (tests call it between cases)."""
+        """Forget every identity, rejection and Kaizala throttle (tests call it between cases)."""
         with self._lock:
+            self._throttled_until = 0.0
             self._admitted.clear()
             self._refused.clear()
             self._rejections.clear()
@@ -140,7 +175,7 @@ class IdentityCache:
 
     def get(
         self,
-        key: str,
+        token: str,
         fetch: Fetch,
         *,
         seconds: float,
@@ -150,18 +185,19 @@ class IdentityCache:
         refresh_ahead: bool = True,
         admit: Admit = _admit_all,
     ) -> tuple[Identity, Source]:
-        """The identity for `key`, from the cache or from `fetch(deadline)` (whose typed errors propagate).
+        """The identity for `token`, from a cache or from `fetch(deadline)` (whose typed errors propagate).
 
         Answers within `timeout` seconds. `not_after()` gives the token's exp and runs only on a miss: a cached
         entry never outlives the exp it was stored with, so on a hit the token is known to be unexpired.
         `admit(identity)` says whether the policy allows the identity now; it picks the cache a new entry goes to.
         """
         deadline = time.monotonic() + timeout
+        key = hashlib.sha256(token.encode()).hexdigest()
         with self._lock:
             entry = self._entry(key)
             refresh = None
             if entry is not None and refresh_ahead and self._timer() >= entry.refresh_at:
-                due = _Call(key, fetch, _Lifetime(seconds, entry.not_after), deadline, admit, waiters=None)
+                due = _Call(key, token, fetch, _Lifetime(seconds, entry.not_after), deadline, admit, waiters=None)
                 refresh = self._claim_refresh(due, entry, max_calls)
         if entry is not None:
             if refresh is not None:
@@ -169,7 +205,15 @@ class IdentityCache:
             return entry.identity, "hit"
         lifetime = _Lifetime(seconds, not_after())
         waiters: Future[Identity] = Future()
-        call = _Call(key, fetch, lifetime, deadline, admit, waiters)
+        call = _Call(key, token, fetch, lifetime, deadline, admit, waiters)
+        fleet = self._fleet
+        if fleet is not None:
+            with self._lock:
+                known = self._known(call)
+            if known is None:  # nothing here or in flight here: the fleet may know (one Redis round trip)
+                known = self._adopt(call, fleet.lookup(token))
+                if isinstance(known, Identity):
+                    return known, "fleet"
         with self._lock:
             found = self._join_or_claim(call, waiters, max_calls)
         if isinstance(found, Identity):
@@ -188,19 +232,9 @@ class IdentityCache:
         taken and the call registered) the new call's own future. Waits a short while for a free slot."""
         slot_deadline = min(call.deadline, time.monotonic() + SLOT_WAIT_SECONDS)
         while True:
-            entry = self._entry(call.key)  # the leader may have finished since we last looked
-            if entry is not None:
-                return entry.identity
-            if call.key in self._rejections:
-                raise InvalidToken("Kaizala rejected this token moments ago. Get a new one and try again.")
-            in_flight = self._calls.get(call.key)
-            if in_flight is not None:
-                return in_flight
-            throttled_for = self._throttled_until - time.monotonic()
-            if throttled_for > 0:
-                raise IdentityUnavailable(
-                    "Kaizala asked us to slow down. Try again shortly.", retry_after=math.ceil(throttled_for)
-                )
+            known = self._known(call)  # the leader may have finished since we last looked
+            if known is not None:
+                return known
             if self._busy < max_calls:
                 self._busy += 1
                 self._calls[call.key] = waiters
@@ -213,10 +247,48 @@ class IdentityCache:
                 )
             self._slot_freed.wait(left)
 
+    def _known(self, call: _Call) -> "Identity | Future[Identity] | None":
+        """Under the lock: the cached identity or the call in flight for the key; raises for a remembered
+        rejection or while Kaizala's 429 holds; None when nothing is known here."""
+        entry = self._entry(call.key)
+        if entry is not None:
+            return entry.identity
+        if call.key in self._rejections:
+            raise InvalidToken("Kaizala rejected this token moments ago. Get a new one and try again.")
+        in_flight = self._calls.get(call.key)
+        if in_flight is not None:
+            return in_flight
+        throttled_for = self._throttled_until - time.monotonic()
+        if throttled_for > 0:
+            raise IdentityUnavailable(
+                "Kaizala asked us to slow down. Try again shortly.", retry_after=math.ceil(throttled_for)
+            )
+        return None
+
+    def _adopt(self, call: _Call, state: "SharedState") -> Identity | None:
+        """Take what the fleet knows about the token into this process: its identity (returned), its rejection
+        or Kaizala's 429 (raised, and remembered here for as long as the fleet says)."""
+        now = self._timer()
+        if state.rejected_until is not None:
+            with self._lock:
+                self._forget_identity(call.key)
+                self._rejections[call.key] = min(state.rejected_until, now + REJECTION_SECONDS)
+            raise InvalidToken("Kaizala rejected this token moments ago. Get a new one and try again.")
+        if state.throttled_until is not None:
+            seconds = math.ceil(state.throttled_until - now)
+            with self._lock:
+                self._throttled_until = max(self._throttled_until, time.monotonic() + seconds)
+            raise IdentityUnavailable("Kaizala asked us to slow down. Try again shortly.", retry_after=seconds)
+        if state.entry is None:
+            return None
+        with self._lock:
+            self._store(call, state.entry.identity, state.entry.expires_at)
+        return state.entry.identity
+
     def _claim_refresh(self, call: _Call, entry: _Entry, max_calls: int) -> _Call | None:
         """Under the lock: claim a background refresh when one can start now; otherwise skip it (never queue)."""
         if (
-            call.lifetime.expires_at(self._timer()) <= entry.expires_at  # a refresh must be able to extend the entry
+            call.lifetime.expires_at(self._timer()) <= entry.lives_until  # a refresh must be able to extend it
             or call.key in self._refreshing
             or call.key in self._calls
             or len(self._refreshing) >= MAX_REFRESHES
@@ -239,7 +311,7 @@ class IdentityCache:
     def _settle(self, call: _Call) -> None:
         """On the call's own thread: ask upstream, record the outcome, free the slot, then tell every waiter."""
         try:
-            identity = call.fetch(call.deadline)
+            resolved = self._resolve(call)
         except KaizalaThrottled as exc:
             retry_after = exc.retry_after
             self._finish(call, lambda: self._throttle(retry_after, call))
@@ -255,11 +327,35 @@ class IdentityCache:
             if call.waiters is None:
                 log.info("background refresh failed (%s); the entry expires at its time", type(exc).__name__)
         else:
-            self._finish(call, lambda: self._store(call, identity))
+            if resolved is None:  # another instance refreshes this entry for the fleet; ours expires, then re-reads
+                self._finish(call, lambda: self._stop_refreshing(call.key))
+                return
+            identity, lives_until = resolved
+            self._finish(call, lambda: self._store(call, identity, lives_until))
             if call.waiters is not None:
                 call.waiters.set_result(identity)
             else:
                 log.info("background refresh: user %s checked with kaizala again", identity.id)
+
+    def _resolve(self, call: _Call) -> tuple[Identity, float | None] | None:
+        """On the call's thread: the identity, and until when the fleet holds it (None: we asked Kaizala).
+        None for a refresh that another instance is already making."""
+        fleet = self._fleet
+        if fleet is None:
+            return call.fetch(call.deadline), None
+        from .fleet_flight import resolve  # noqa: PLC0415 - only with Redis, like shared.fleet itself
+
+        with self._lock:
+            entry = self._entry(call.key)
+        return resolve(
+            fleet,
+            call.token,
+            call.fetch,
+            call.deadline,
+            rejection_until=self._timer() + min(REJECTION_SECONDS, call.lifetime.seconds),
+            lives_until=call.lifetime.expires_at(self._timer()),
+            refreshing_until=entry.lives_until if call.waiters is None and entry is not None else None,
+        )
 
     def _finish(self, call: _Call, record: Callable[[], None]) -> None:
         """One locked step: record the outcome and free the slot, so no request sees neither the call nor its
@@ -275,26 +371,35 @@ class IdentityCache:
                 else:
                     self._calls.pop(call.key, None)
 
-    def _store(self, call: _Call, identity: Identity) -> None:
+    def _store(self, call: _Call, identity: Identity, lives_until: float | None = None) -> None:
+        """Under the lock. `lives_until`: the fleet's entry, when the identity came from there."""
         now = self._timer()
-        expires_at = call.lifetime.expires_at(now)
+        own = call.lifetime.expires_at(now)
+        lives_until = own if lives_until is None else min(lives_until, own)
+        if lives_until <= now:
+            return
+        fleet = self._fleet
         entry = _Entry(
             identity,
-            refresh_at=expires_at - (expires_at - now) * REFRESH_AHEAD_FRACTION,
-            expires_at=expires_at,
+            refresh_at=lives_until - call.lifetime.seconds * REFRESH_AHEAD_FRACTION,
+            expires_at=min(lives_until, now + self._local_seconds),
+            lives_until=lives_until,
             not_after=call.lifetime.not_after,
+            user_tag=fleet.user_tag(identity.id) if fleet is not None else None,
         )
         try:
             admitted = call.admit(identity)
         except Exception:  # noqa: BLE001 - a policy that cannot decide (bad settings) refuses; the request reports why
             admitted = False
-        self._admitted.pop(call.key, None)
-        self._refused.pop(call.key, None)
+        self._forget_identity(call.key)
         (self._admitted if admitted else self._refused)[call.key] = entry
 
+    def _forget_identity(self, key: str) -> None:
+        self._admitted.pop(key, None)
+        self._refused.pop(key, None)
+
     def _remember_rejection(self, call: _Call) -> None:
-        self._admitted.pop(call.key, None)  # revoked since we cached it: stop trusting it now
-        self._refused.pop(call.key, None)
+        self._forget_identity(call.key)  # revoked since we cached it: stop trusting it now
         self._rejections[call.key] = self._timer() + min(REJECTION_SECONDS, call.lifetime.seconds)
 
     def _throttle(self, seconds: int, call: _Call) -> None:

@@ -1,0 +1,76 @@
+"""Fleet-wide single flight: one Kaizala call per token for every instance sharing Redis.
+
+The in-process leader for a token (one per instance) asks the fleet first; if no instance has the answer, the one
+that takes the fleet's lease calls Kaizala and stores the outcome for all, while the others wait for it (never
+past their own deadline). A leader that dies costs one lease; when Redis fails, every instance simply leads.
+"""
+
+import math
+import time
+from collections.abc import Callable
+
+from .errors import IdentityUnavailable, InvalidToken, KaizalaThrottled
+from .fleet import NOTHING, FleetCache, SharedState
+from .kaizala import Identity
+
+Resolved = tuple[Identity, float | None]  # the identity, and until when the fleet holds it (None: fresh from Kaizala)
+MIN_LEASE_SECONDS = 0.05
+
+
+def resolve(
+    fleet: FleetCache,
+    token: str,
+    fetch: Callable[[float], Identity],
+    deadline: float,
+    *,
+    rejection_until: float,
+    lives_until: float,
+    refreshing_until: float | None = None,
+) -> Resolved | None:
+    """The identity for `token` through the fleet. Typed errors as `fetch` raises them (InvalidToken for a
+    rejection the fleet shares, KaizalaThrottled while the fleet is throttled).
+
+    `refreshing_until` (a refresh-ahead of an entry that lives until then): adopt a newer fleet entry if one was
+    stored meanwhile, else refresh once for the fleet; None when another instance is refreshing it.
+    """
+    if refreshing_until is not None:
+        state = fleet.lookup(token)
+        if state.entry is not None and state.entry.expires_at > refreshing_until:
+            return state.entry.identity, state.entry.expires_at
+        _raise_shared(state)
+    if not fleet.try_lead(token, lease_seconds=max(MIN_LEASE_SECONDS, deadline - time.monotonic())):
+        if refreshing_until is not None:
+            return None
+        state = fleet.await_result(token, deadline)
+        if state.entry is not None:
+            return state.entry.identity, state.entry.expires_at
+        _raise_shared(state)
+        if time.monotonic() >= deadline:
+            raise IdentityUnavailable("Kaizala's identity service did not answer in time. Try again shortly.")
+        # The lease ended without a result (its leader failed or died) or Redis failed: ask Kaizala ourselves.
+    try:
+        identity = fetch(deadline)
+    except InvalidToken:
+        fleet.store_rejection(token, until=rejection_until)
+        raise
+    except KaizalaThrottled as throttled:
+        fleet.throttle(until=time.time() + throttled.retry_after)
+        fleet.release(token)
+        raise
+    except BaseException:
+        fleet.release(token)
+        raise
+    fleet.store(token, identity, expires_at=lives_until)
+    return identity, None
+
+
+def _raise_shared(state: SharedState) -> None:
+    if state is NOTHING:
+        return
+    if state.rejected_until is not None:
+        raise InvalidToken("Kaizala rejected this token moments ago. Get a new one and try again.")
+    if state.throttled_until is not None:
+        raise KaizalaThrottled(
+            "Kaizala asked us to slow down. Try again shortly.",
+            retry_after=max(1, math.ceil(state.throttled_until - time.time())),
+        )
