@@ -1,4 +1,5 @@
-"""Who may call: the card (action package) allowlist and the optional user allowlist, checked on every request."""
+"""Who may call: the card (action package) allowlist, the optional user allowlist and the user blocklist, checked
+on every request, cached identities included."""
 
 from .errors import Forbidden
 from .kaizala import Identity
@@ -6,6 +7,7 @@ from .settings import ANY_ACTION_PACKAGE, Settings
 
 CARD_NOT_ALLOWED = "card not allowed"
 USER_NOT_ALLOWED = "user not allowed"
+USER_BLOCKED = "user blocked"
 
 
 class Refused(Forbidden):
@@ -17,7 +19,9 @@ class Refused(Forbidden):
 
 
 def refusal(identity: Identity, settings: Settings) -> Refused | None:
-    """Why `identity` may not call under `settings`, or None when it may."""
+    """Why `identity` may not call under `settings`, or None when it may. A blocked user is refused first."""
+    if identity.id in settings.blocked_user_ids:
+        return Refused("This Kaizala user is blocked from this API.", USER_BLOCKED)
     allowed_cards = settings.allowed_action_package_ids
     if allowed_cards != {ANY_ACTION_PACKAGE} and identity.action_package_id not in allowed_cards:
         return Refused(

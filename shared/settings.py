@@ -24,6 +24,7 @@ SETTING_NAMES = (
     "KAIZALA_IDENTITY_URL",
     "KAIZALA_ALLOWED_ACTION_PACKAGE_IDS",
     "KAIZALA_ALLOWED_USER_IDS",
+    "KAIZALA_BLOCKED_USER_IDS",
     "KAIZALA_TIMEOUT_SECONDS",
     "KAIZALA_MAX_CONCURRENT_CALLS",
     "TOKEN_CACHE_SECONDS",
@@ -59,6 +60,7 @@ class Settings:
     identity_url: str
     allowed_action_package_ids: frozenset[str]
     allowed_user_ids: frozenset[str]
+    blocked_user_ids: frozenset[str]
     timeout_seconds: float  # the whole validation: connects, retries, headers and body
     max_concurrent_calls: int
     cache_seconds: int
@@ -108,6 +110,7 @@ def _parse(raw: tuple[str | None, ...]) -> Settings:
         identity_url=_identity_url(values["KAIZALA_IDENTITY_URL"]),
         allowed_action_package_ids=_card_list(values["KAIZALA_ALLOWED_ACTION_PACKAGE_IDS"]),
         allowed_user_ids=_optional_list("KAIZALA_ALLOWED_USER_IDS", values["KAIZALA_ALLOWED_USER_IDS"]),
+        blocked_user_ids=_optional_list("KAIZALA_BLOCKED_USER_IDS", values["KAIZALA_BLOCKED_USER_IDS"]),
         timeout_seconds=_number(
             "KAIZALA_TIMEOUT_SECONDS", values["KAIZALA_TIMEOUT_SECONDS"], default=5.0, low=0.05, high=60.0
         ),
@@ -187,7 +190,7 @@ def _optional_list(name: str, raw: str | None) -> frozenset[str]:
         return frozenset()
     items = _split(raw)
     if not items:
-        raise SettingsError(name, f"is set to {raw!r}, which holds no id: list ids, or leave it empty for any user")
+        raise SettingsError(name, f"is set to {raw!r}, which holds no id: list ids, or leave it empty")
     return items
 
 

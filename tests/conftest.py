@@ -51,7 +51,13 @@ def no_secrets_in_logs() -> Iterator[_Recorder]:
 @pytest.fixture(autouse=True)
 def settings_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Working settings for every test; a test changes one with monkeypatch."""
-    for name in ("KAIZALA_ALLOWED_USER_IDS", "PRODUCTS_FILE", "TOKEN_CACHE_SECONDS", "TOKEN_CACHE_MAX_ENTRIES"):
+    for name in (
+        "KAIZALA_ALLOWED_USER_IDS",
+        "KAIZALA_BLOCKED_USER_IDS",
+        "PRODUCTS_FILE",
+        "TOKEN_CACHE_SECONDS",
+        "TOKEN_CACHE_MAX_ENTRIES",
+    ):
         monkeypatch.delenv(name, raising=False)
     for name in FLEET_SETTINGS:  # issue 9: the fleet cache stays off unless a test turns it on
         monkeypatch.delenv(name, raising=False)
