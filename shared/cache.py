@@ -126,6 +126,8 @@ class IdentityCache:
     def share(self, fleet: "FleetCache | None", local_seconds: float) -> None:
         """Put the fleet's cache (Redis) behind this one, local copies living at most `local_seconds`; None: this
         process's cache alone, as without Redis."""
+        if fleet is self._fleet and (fleet is None or local_seconds == self._local_seconds):
+            return  # the settings did not change: every request calls this, so it must cost nothing
         with self._lock:
             self._local_seconds = local_seconds if fleet is not None else math.inf
             if fleet is self._fleet:
