@@ -31,7 +31,7 @@ import time
 import weakref
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal
 
 from cachetools import TLRUCache
@@ -71,6 +71,7 @@ class _Entry:
     refresh_at: float
     expires_at: float  # of this process's copy
     lives_until: float  # of the identity in every tier (the fleet's entry); expires_at without Redis
+    stored_at: float  # a lower TOKEN_CACHE_SECONDS applies to entries already stored, at once
     not_after: float | None
     user_tag: str | None = None  # the fleet's one-way tag of the user id, to match purges
 
@@ -80,7 +81,7 @@ class _Call:
     """One upstream call: what it asks, how long its answer may live, and who waits for it (None: a refresh)."""
 
     key: str
-    token: str
+    token: str = field(repr=False)
     fetch: Fetch
     lifetime: _Lifetime
     deadline: float
@@ -99,6 +100,7 @@ class IdentityCache:
         self._throttled_until = 0.0  # time.monotonic(): Kaizala asked us (429) to send nothing before then
         self._fleet: FleetCache | None = None
         self._local_seconds = math.inf
+        self._purges = 0  # purges received: a fleet answer read before one must not be adopted after it
         self._start_without_calls()
         _survive_fork(self)
         self.maxsize = 0
@@ -139,6 +141,7 @@ class IdentityCache:
     def _forget_purged(self, user_tag: str | None) -> None:
         """A purge reached us (None: forget every identity): its user's next request is checked again."""
         with self._lock:
+            self._purges += 1
             for entries in (self._admitted, self._refused):
                 if user_tag is None:
                     entries.clear()
@@ -196,7 +199,7 @@ class IdentityCache:
         deadline = time.monotonic() + timeout
         key = hashlib.sha256(token.encode()).hexdigest()
         with self._lock:
-            entry = self._entry(key)
+            entry = self._entry(key, seconds)
             refresh = None
             if entry is not None and refresh_ahead and self._timer() >= entry.refresh_at:
                 due = _Call(key, token, fetch, _Lifetime(seconds, entry.not_after), deadline, admit, waiters=None)
@@ -209,11 +212,12 @@ class IdentityCache:
         waiters: Future[Identity] = Future()
         call = _Call(key, token, fetch, lifetime, deadline, admit, waiters)
         fleet = self._fleet
-        if fleet is not None:
+        if fleet is not None and deadline - time.monotonic() > fleet.timeout:
             with self._lock:
                 known = self._known(call)
+                purges = self._purges
             if known is None:  # nothing here or in flight here: the fleet may know (one Redis round trip)
-                known = self._adopt(call, fleet.lookup(token))
+                known = self._adopt(call, fleet.lookup(token), purges)
                 if isinstance(known, Identity):
                     return known, "fleet"
         with self._lock:
@@ -225,9 +229,13 @@ class IdentityCache:
         self._start(call)
         return _wait(waiters, deadline), "miss"
 
-    def _entry(self, key: str) -> _Entry | None:
+    def _entry(self, key: str, seconds: float) -> _Entry | None:
+        """Under the lock: the entry for `key`, unless stored longer ago than TOKEN_CACHE_SECONDS (`seconds`) is
+        now: lowering the setting applies to entries already stored, at once."""
         entry = self._admitted.get(key)
-        return entry if entry is not None else self._refused.get(key)
+        if entry is None:
+            entry = self._refused.get(key)
+        return entry if entry is not None and entry.stored_at + seconds > self._timer() else None
 
     def _join_or_claim(self, call: _Call, waiters: "Future[Identity]", max_calls: int) -> "Identity | Future[Identity]":
         """Under the lock: the cached identity, the call already in flight for the key, or (claimed: a slot is
@@ -252,7 +260,7 @@ class IdentityCache:
     def _known(self, call: _Call) -> "Identity | Future[Identity] | None":
         """Under the lock: the cached identity or the call in flight for the key; raises for a remembered
         rejection or while Kaizala's 429 holds; None when nothing is known here."""
-        entry = self._entry(call.key)
+        entry = self._entry(call.key, call.lifetime.seconds)
         if entry is not None:
             return entry.identity
         if call.key in self._rejections:
@@ -267,9 +275,10 @@ class IdentityCache:
             )
         return None
 
-    def _adopt(self, call: _Call, state: "SharedState") -> Identity | None:
+    def _adopt(self, call: _Call, state: "SharedState", purges: int) -> Identity | None:
         """Take what the fleet knows about the token into this process: its identity (returned), its rejection
-        or Kaizala's 429 (raised, and remembered here for as long as the fleet says)."""
+        or Kaizala's 429 (raised, and remembered here for as long as the fleet says). `purges`: the count when
+        the lookup began; an identity read before a purge that arrived since is not kept."""
         now = self._timer()
         if state.rejected_until is not None:
             with self._lock:
@@ -284,7 +293,8 @@ class IdentityCache:
         if state.entry is None:
             return None
         with self._lock:
-            self._store(call, state.entry.identity, state.entry.expires_at)
+            if self._purges == purges:
+                self._store(call, state.entry.identity, state.entry.expires_at)
         return state.entry.identity
 
     def _claim_refresh(self, call: _Call, entry: _Entry, max_calls: int) -> _Call | None:
@@ -347,8 +357,10 @@ class IdentityCache:
             return call.fetch(call.deadline), None
         from .fleet_flight import resolve  # noqa: PLC0415 - only with Redis, like shared.fleet itself
 
+        if call.deadline - time.monotonic() < 2 * fleet.timeout:
+            return call.fetch(call.deadline), None  # no time for Redis as well: as without it
         with self._lock:
-            entry = self._entry(call.key)
+            entry = self._entry(call.key, call.lifetime.seconds)
         return resolve(
             fleet,
             call.token,
@@ -386,6 +398,7 @@ class IdentityCache:
             refresh_at=lives_until - call.lifetime.seconds * REFRESH_AHEAD_FRACTION,
             expires_at=min(lives_until, now + self._local_seconds),
             lives_until=lives_until,
+            stored_at=now,
             not_after=call.lifetime.not_after,
             user_tag=fleet.user_tag(identity.id) if fleet is not None else None,
         )

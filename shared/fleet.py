@@ -39,6 +39,7 @@ MAX_REJECTION_SECONDS = 60.0  # a rejection read back is trusted for no longer, 
 MAX_THROTTLE_SECONDS = 300.0  # Kaizala's largest Retry-After we honour (kaizala.MAX_RETRY_AFTER_SECONDS)
 INDEX_MILLISECONDS = (TOKEN_LIFETIME_SECONDS + 60) * 1000  # outlives every entry it lists
 ALL = "*"
+MAX_LEASE_MILLISECONDS = 60_000  # KAIZALA_TIMEOUT_SECONDS is at most 60
 _REJECTED = "rejected"
 _THROTTLE = "throttle"
 _POLL_FIRST, _POLL_MAX = 0.002, 0.010  # a waiter sees the result at most ~10 ms late; Redis barely notices
@@ -129,12 +130,13 @@ class FleetCache:
         """Share an identity until `expires_at`, list it in its user's purge index, and end our lease if any."""
         keys = self._sealer.keys(token)
         milliseconds = int((expires_at - time.time()) * 1000)
-        if milliseconds <= 0:
+        if milliseconds <= 0:  # nothing to share (caching off, or the token expires now): still end our lease
+            self.release(token)
             return
-        value = self._sealer.seal_identity(keys, identity, expires_at)
-        index = self._index_key(self._sealer.user_tag(identity.id))
 
         def write() -> None:
+            value = self._sealer.seal_identity(keys, identity, expires_at)
+            index = self._index_key(self._sealer.user_tag(identity.id))
             pipe = self._redis.pipeline(transaction=False)
             pipe.set(self._entry_key(keys), value, px=milliseconds)
             pipe.sadd(index, keys.name)
@@ -150,6 +152,7 @@ class FleetCache:
         keys = self._sealer.keys(token)
         milliseconds = int((min(until, time.time() + MAX_REJECTION_SECONDS) - time.time()) * 1000)
         if milliseconds <= 0:
+            self.release(token)
             return
         value = self._sealer.seal_until(keys, _REJECTED, until)
 
@@ -208,7 +211,9 @@ class FleetCache:
             if replies is None:
                 return NOTHING
             state = self._state(keys, replies)
-            leased = bool(replies[3])
+            # A lease lives at most one deadline: one without expiry, or longer, was not written by an instance
+            # (someone with write access to Redis); it must not make anyone wait.
+            leased = 0 < int(replies[3]) <= MAX_LEASE_MILLISECONDS
             remaining = deadline - time.monotonic()
             if state != NOTHING or not leased or remaining <= 0:
                 return state
@@ -291,7 +296,7 @@ class FleetCache:
         pipe.get(self._rejection_key(keys))
         pipe.get(self._throttle_keys.name)
         if lease:
-            pipe.exists(self._lease_key(keys))
+            pipe.pttl(self._lease_key(keys))
         return pipe.execute()
 
     def _state(self, keys: TokenKeys, replies: list[Any]) -> SharedState:

@@ -13,8 +13,9 @@ from .errors import IdentityUnavailable, InvalidToken, KaizalaThrottled
 from .fleet import NOTHING, FleetCache, SharedState
 from .kaizala import Identity
 
-Resolved = tuple[Identity, float | None]  # the identity, and until when the fleet holds it (None: fresh from Kaizala)
+Resolved = tuple[Identity, float]  # the identity, and until when the fleet holds it
 MIN_LEASE_SECONDS = 0.05
+LEASE_SHARE = 0.5
 
 
 def resolve(
@@ -38,7 +39,10 @@ def resolve(
         if state.entry is not None and state.entry.expires_at > refreshing_until:
             return state.entry.identity, state.entry.expires_at
         _raise_shared(state)
-    if not fleet.try_lead(token, lease_seconds=max(MIN_LEASE_SECONDS, deadline - time.monotonic())):
+    # The lease lasts half the time left: if the leader's result never lands (its store failed, it died), the
+    # waiters still have time to ask Kaizala themselves before their own deadline.
+    lease_seconds = max(MIN_LEASE_SECONDS, (deadline - time.monotonic()) * LEASE_SHARE)
+    if not fleet.try_lead(token, lease_seconds=lease_seconds):
         if refreshing_until is not None:
             return None
         state = fleet.await_result(token, deadline)
@@ -61,7 +65,7 @@ def resolve(
         fleet.release(token)
         raise
     fleet.store(token, identity, expires_at=lives_until)
-    return identity, None
+    return identity, lives_until  # the same end for this process's copy: it never outlives the fleet's
 
 
 def _raise_shared(state: SharedState) -> None:

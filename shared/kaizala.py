@@ -8,25 +8,27 @@ answer's body to its end (bounded), so a "no" returns its connection to the pool
 """
 
 import logging
+import os
 import time
+import weakref
 from dataclasses import dataclass, field
 from http.cookiejar import DefaultCookiePolicy
 from typing import Any
 
 import requests
-from requests.adapters import HTTPAdapter
 from urllib3.exceptions import HTTPError
 from urllib3.util.retry import Retry
-from urllib3.util.timeout import Timeout
 
 from . import untrusted_json
-from .errors import IdentityBadResponse, IdentityUnavailable, InvalidToken, KaizalaThrottled
+from .deadline import DeadlineAdapter, DeadlinePassed, DeadlineTimeout, cut_at
+from .errors import ApiError, IdentityBadResponse, IdentityUnavailable, InvalidToken, KaizalaThrottled
 
 log = logging.getLogger("kaizala_auth")
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_RETRY_AFTER_SECONDS = 300
 REJECTED_STATUSES = frozenset({400, 401, 403})
+IDENTITY_FIELDS = ("id", "name", "phoneNumber", "pictureUrl", "actionPackageId")
 CONNECT_SHARE = 1 / 3  # a connect attempt may use at most this share of the whole deadline
 _READ_CHUNK = 16 * 1024
 
@@ -51,26 +53,6 @@ class Identity:
         }
 
 
-class DeadlinePassed(Exception):
-    """The validation's deadline passed before another attempt could start."""
-
-
-class DeadlineTimeout(Timeout):
-    """A urllib3 Timeout that shrinks to the time left: urllib3 clones it for every attempt, retries included,
-    so each attempt's connect and read timeouts end at the one deadline of the whole validation."""
-
-    def __init__(self, deadline: float, connect_cap: float) -> None:
-        super().__init__(connect=connect_cap, read=connect_cap)
-        self.deadline = deadline
-        self.connect_cap = connect_cap
-
-    def clone(self) -> Timeout:
-        left = self.deadline - time.monotonic()
-        if left <= 0:
-            raise DeadlinePassed()
-        return Timeout(connect=min(self.connect_cap, left), read=left)
-
-
 def build_session() -> requests.Session:
     retry = Retry(
         total=2,
@@ -91,7 +73,7 @@ def build_session() -> requests.Session:
     # No cookie is ever stored or sent: a Set-Cookie in one caller's answer must never travel with the next
     # caller's token (an upstream or front end that trusts its cookie would answer with the wrong identity).
     session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
-    adapter = HTTPAdapter(max_retries=retry, pool_connections=4, pool_maxsize=32)
+    adapter = DeadlineAdapter(max_retries=retry, pool_connections=4, pool_maxsize=32)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     return session
@@ -100,9 +82,21 @@ def build_session() -> requests.Session:
 class KaizalaClient:
     def __init__(self, session: requests.Session | None = None) -> None:
         self.session = session or build_session()
+        if session is None:
+            _new_session_after_fork(self)
 
     def fetch_identity(self, token: str, url: str, deadline: float) -> Identity:
-        """Who `token` belongs to, or a typed error; gives up at `deadline` (a `time.monotonic()` value)."""
+        """Who `token` belongs to, or a typed error; gives up at `deadline` (a `time.monotonic()` value): at
+        that moment any read still in progress is cut off."""
+        with cut_at(deadline) as connections:
+            try:
+                return self._fetch(token, url, deadline)
+            except ApiError:
+                if connections.cut:  # whatever a cut-off read looked like, the answer is: too slow
+                    raise _too_slow() from None
+                raise
+
+    def _fetch(self, token: str, url: str, deadline: float) -> Identity:
         left = deadline - time.monotonic()
         try:
             if left <= 0:
@@ -123,6 +117,18 @@ class KaizalaClient:
         with response:
             body = _read_body(response, deadline)
             return _identity_from(response, body)
+
+
+def _new_session_after_fork(client: KaizalaClient) -> None:
+    """A forked child must not share the parent's pooled connections: both would write requests on one socket and
+    each read whichever answer came first, another caller's identity included."""
+    ref = weakref.ref(client)
+
+    def in_child() -> None:
+        if (alive := ref()) is not None:
+            alive.session = build_session()
+
+    os.register_at_fork(after_in_child=in_child)
 
 
 def _too_slow() -> IdentityUnavailable:
@@ -166,6 +172,8 @@ def _identity_from(response: requests.Response, body: bytes | None) -> Identity:
     user_id = payload.get("id")
     if not isinstance(user_id, str) or not user_id.strip():
         raise IdentityBadResponse()
+    if not all(_encodable(payload.get(name)) for name in IDENTITY_FIELDS):
+        raise IdentityBadResponse()  # a lone surrogate ("\ud800") is valid JSON but no text anyone can store
     return Identity(
         id=user_id,
         name=_text(payload.get("name")),
@@ -183,6 +191,16 @@ def _json_object(body: bytes) -> dict[str, Any]:
     if not isinstance(payload, dict):
         raise IdentityBadResponse()
     return payload
+
+
+def _encodable(value: object) -> bool:
+    if not isinstance(value, str):
+        return True
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _text(value: object) -> str | None:

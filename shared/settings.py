@@ -148,7 +148,11 @@ def _parse(raw: tuple[str | None, ...]) -> Settings:
 
 def _identity_url(raw: str | None) -> str:
     url = (raw or "").strip() or DEFAULT_IDENTITY_URL
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - parsed only to refuse a malformed or out-of-range port
+    except ValueError:
+        raise SettingsError("KAIZALA_IDENTITY_URL", "must be an absolute https URL") from None
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise SettingsError("KAIZALA_IDENTITY_URL", "must be an absolute https URL")
     # The token travels in a header to this URL: plain http only to a stand-in on this machine.
@@ -199,8 +203,9 @@ def default_max_concurrent_calls(worker_pool: str | None) -> int:
     cached users keep being answered. The pool is PYTHON_THREADPOOL_THREAD_COUNT, else the worker's own default
     for Python 3.9+ (that of ThreadPoolExecutor: min(32, CPUs + 4))."""
     pool = min(32, (os.cpu_count() or 1) + 4)
-    if worker_pool and worker_pool.strip().isdigit() and int(worker_pool) > 0:
-        pool = int(worker_pool)
+    value = (worker_pool or "").strip()
+    if value.isascii() and value.isdecimal() and 0 < int(value) <= 10_000:
+        pool = int(value)
     return max(2, pool // 2)
 
 

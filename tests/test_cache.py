@@ -227,3 +227,15 @@ def _wait_until(condition, timeout: float = 2.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.005)
+
+
+def test_lowering_token_cache_seconds_applies_to_entries_already_cached() -> None:
+    clock = Clock()
+    cache = IdentityCache(timer=clock)
+    calls, fetch = scripted([IDENTITY] * 3)
+    lookup(cache, fetch, seconds=1800)
+    clock.now += 120
+    assert lookup(cache, fetch, seconds=1800)[1] == "hit"
+    assert lookup(cache, fetch, seconds=60)[1] == "miss"  # stored 120 s ago: too old under the new setting
+    assert lookup(cache, fetch, seconds=0)[1] == "miss"  # 0 disables caching, at once
+    assert len(calls) == 3

@@ -284,3 +284,35 @@ def test_a_blocked_user_is_refused_even_when_cached(monkeypatch) -> None:
         monkeypatch.setenv("KAIZALA_ALLOWED_USER_IDS", "user-b")  # blocked wins over allowed
         assert ValidateToken.main(request(token=token)).status_code == 403
         assert up.count == 1
+
+
+def test_with_caching_off_the_fleets_lease_is_still_given_back(fleet_of) -> None:
+    """Before: with nothing to store, the leader kept its lease, and the next request for the token on any
+    instance waited for it until its deadline."""
+    with upstream_server(lambda _n, _t: Reply(body=identity_payload())) as up:
+        first, second = fleet_of(2, up.url)
+        token = make_jwt()
+        assert first.get(token, seconds=0)[1] == "miss"
+        started = time.monotonic()
+        assert second.get(token, seconds=0)[1] == "miss"
+        assert time.monotonic() - started < 0.5
+        assert up.count == 2
+
+
+def test_a_lease_written_without_expiry_makes_nobody_wait(fleet_of, server) -> None:
+    """Someone with write access to Redis cannot block a token: a lease that no instance wrote is ignored."""
+    with upstream_server(lambda _n, _t: Reply(body=identity_payload())) as up:
+        (instance,) = fleet_of(1, up.url)
+        token = make_jwt()
+        instance.get(token)  # its keys now exist; the lease key is the entry key with another kind
+        client = server.client()
+        (entry_key,) = [key for key in client.scan_iter(count=1000) if b":e:" in key]
+        client.set(entry_key.replace(b":e:", b":l:"), b"someone else")  # no expiry
+        client.delete(entry_key)
+        fresh = Instance(server.url, up.url)
+        try:
+            started = time.monotonic()
+            assert fresh.get(token)[0].id == "user-1"
+            assert time.monotonic() - started < 0.5
+        finally:
+            fresh.fleet.close()

@@ -1,8 +1,12 @@
 """The upstream call over real sockets: retries, timeouts, Retry-After, connection reuse, single flight."""
 
+import os
+import socket
 import threading
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, suppress
 
 import pytest
 
@@ -244,3 +248,85 @@ def test_a_fast_answer_after_a_retry_still_succeeds_within_the_deadline(monkeypa
         assert status == 200
         assert elapsed < DEADLINE
         assert up.count == 2
+
+
+# --- a hostile upstream cannot hold a call past its deadline -------------------------------------------------------
+
+
+@contextmanager
+def raw_upstream(answer: Callable[[socket.socket], None]) -> Iterator[str]:
+    """A TCP server on 127.0.0.1 that reads one request head, then lets `answer` write whatever it likes."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            with connection:
+                connection.recv(65536)
+                with suppress(OSError):
+                    answer(connection)
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/v1/users/me"
+    finally:
+        stop.set()
+        listener.close()
+
+
+def header_drip(connection: socket.socket) -> None:
+    for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 200:
+        connection.sendall(bytes([byte]))
+        time.sleep(0.05)
+
+
+def continue_flood(connection: socket.socket) -> None:
+    ends = time.monotonic() + 10
+    while time.monotonic() < ends:
+        connection.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("answer", [header_drip, continue_flood], ids=["header-drip", "continue-flood"])
+def test_the_upstream_call_itself_ends_at_the_deadline(monkeypatch, answer) -> None:
+    """Before: each read got its own timeout, so the call (and its slot) lived 4 to 13 s past a 0.5 s deadline."""
+    with raw_upstream(answer) as url:
+        use(monkeypatch, url, timeout=0.5)
+        status, error, elapsed = timed_answer(make_jwt())
+        assert (status, error) == (503, "identity_unavailable")
+        assert elapsed < 0.5 + SLACK
+        assert_background_call_ends(within=0.5)
+
+
+def test_a_lone_surrogate_in_kaizalas_answer_is_identity_bad_response(monkeypatch) -> None:
+    with upstream_server(lambda _n, _t: Reply(body=b'{"id": "\\ud800", "actionPackageId": "x"}')) as up:
+        use(monkeypatch, up.url)
+        status, error, _ = timed_answer(make_jwt())
+    assert (status, error) == (502, "identity_bad_response")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX-only")
+def test_a_forked_child_never_shares_the_parents_connection(monkeypatch) -> None:
+    """Before: parent and child wrote on one pooled socket and each read the other's answer (another identity)."""
+    owners: dict[str, str] = {}
+    with upstream_server(lambda _n, t: Reply(body=identity_payload(owners.get(t or "", "?")), delay=0.1)) as up:
+        use(monkeypatch, up.url)
+        warm = make_jwt()
+        owners[warm] = "warm"
+        ValidateToken.main(request(token=warm))  # the parent now has a pooled connection
+        rounds = [(make_jwt(), make_jwt()) for _ in range(5)]
+        for parent_token, child_token in rounds:
+            owners[parent_token], owners[child_token] = "parent", "child"
+        pid = os.fork()
+        mine = [child if pid == 0 else parent for parent, child in rounds]
+        expected = "child" if pid == 0 else "parent"
+        answers = [json_of(ValidateToken.main(request(token=token))).get("id") for token in mine]
+        if pid == 0:
+            os._exit(0 if answers == [expected] * len(mine) else 1)
+        _, status = os.waitpid(pid, 0)
+    assert answers == ["parent"] * len(mine)
+    assert os.waitstatus_to_exitcode(status) == 0

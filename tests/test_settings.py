@@ -59,6 +59,9 @@ def test_identity_url_is_used(monkeypatch) -> None:
         ("KAIZALA_ALLOWED_USER_IDS", " , "),
         ("KAIZALA_ALLOWED_ACTION_PACKAGE_IDS", "com.other,*"),  # only * alone means any card
         ("KAIZALA_ALLOWED_ACTION_PACKAGE_IDS", "*,*,com.other"),
+        ("KAIZALA_IDENTITY_URL", "https://[::1/v1/users/me"),  # not even parseable
+        ("KAIZALA_IDENTITY_URL", "https://kms1.kaiza.la:99999/v1/users/me"),
+        ("KAIZALA_BLOCKED_USER_IDS", " , "),
         ("KAIZALA_MAX_CONCURRENT_CALLS", "0"),
         ("KAIZALA_MAX_CONCURRENT_CALLS", "lots"),
     ],
