@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .cli import add_fault_arguments, faults_from, wait_for_signal
-from .functions_host import FunctionAppError, load_app
+from .functions_host import INVOKE_MODES, FunctionAppError, load_app
 from .kaizala import DEFAULT_PORT as DEFAULT_KAIZALA_PORT
 from .kaizala import KaizalaStandIn
 from .wsgi import serve
@@ -45,6 +45,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kaizala-port", type=int, default=DEFAULT_KAIZALA_PORT, help="Kaizala stand-in port")
     parser.add_argument("--root", type=Path, default=ROOT, help="the function app folder")
     parser.add_argument("--no-access-log", action="store_true", help="log errors only, not every request")
+    parser.add_argument(
+        "--invoke",
+        choices=INVOKE_MODES,
+        default="auto",
+        help="worker: through azure-functions-runtime-v1 (Python 3.13+); direct: call main; auto (default): the"
+        " worker library whenever the Python is 3.13+",
+    )
     add_fault_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
@@ -59,26 +66,32 @@ def main(argv: list[str] | None = None) -> int:
             os.environ["KAIZALA_IDENTITY_URL"] = f"{kaizala_base}/v1/users/me"
         origins = {o for o in str(host_settings.get("CORS", "")).split(",") if o.strip()}
         origins |= {kaizala_base, f"http://localhost:{kaizala_server.port}", f"http://127.0.0.1:{kaizala_server.port}"}
-        app = load_app(args.root, origins, bool(host_settings.get("CORSCredentials", False)))
+        app = load_app(args.root, origins, bool(host_settings.get("CORSCredentials", False)), args.invoke)
         api_server = serve(app, args.host, args.port, access_log=not args.no_access_log)
     except (FunctionAppError, OSError) as exc:
         print(f"devserver: cannot start: {exc}", file=sys.stderr)
         return 2
     api_base = f"http://{args.host}:{api_server.port}"
     stand_in.api_url = api_base
-    print(banner(app.functions, api_base, kaizala_base, stand_in), flush=True)
+    print(banner(app.functions, api_base, kaizala_base, stand_in, app.invoked_through), flush=True)
 
     wait_for_signal()
     print("devserver: stopping", file=sys.stderr, flush=True)
     api_server.shutdown()
     kaizala_server.shutdown()
+    app.close()
     return 0
 
 
-def banner(functions: Any, api_base: str, kaizala_base: str, stand_in: KaizalaStandIn) -> str:
+def banner(functions: Any, api_base: str, kaizala_base: str, stand_in: KaizalaStandIn, invoked: str = "direct") -> str:
     token, _ = stand_in.mint()
     user = stand_in.users[stand_in.default_user]["name"]
-    lines = ["", "Functions:", ""]
+    how = (
+        "through Microsoft's worker library (azure-functions-runtime-v1)"
+        if invoked == "worker"
+        else "by calling main directly"
+    )
+    lines = ["", f"Functions (Python {sys.version.split()[0]}, invoked {how}):", ""]
     for function in functions:
         lines.append(f"        {function.name}: [{','.join(function.methods)}] {api_base}/{function.route}")
         lines.append("")

@@ -1,0 +1,113 @@
+"""One request and response conversion for both ways the local host invokes a function.
+
+The Functions host turns the ASP.NET request into an `RpcHttp` message (its `ToRpcHttp`) before the Python worker
+sees it. `host_request` does the same to a werkzeug request:
+
+- header names lower-cased; a header sent several times arrives once, its values joined with ", ";
+- a query key sent several times arrives once, its values joined with "," (keys compared case-insensitively,
+  the first spelling kept), and a key whose value is empty does not arrive at all (`?token=` never reaches the
+  function); the order of keys is kept;
+- the body only when it is not empty;
+- the URL with its query string.
+
+Then either the worker library turns that message into `azure.functions.HttpRequest` (Python 3.13+, see
+`worker_host`), or `to_http_request` does it with the same converter of the `azure-functions` package the worker
+calls. The answer goes back through that package's `HttpResponseConverter` on both paths (`from_http_response`):
+the headers a function sets, and `content-type` from its mimetype when it set none.
+"""
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import azure.functions as func
+from azure.functions import http as func_http
+from azure.functions import meta
+from werkzeug.wrappers import Request, Response
+
+
+@dataclass(frozen=True)
+class HostRequest:
+    """What the Functions host hands the worker for an HTTP trigger (the fields of `RpcHttp` we use)."""
+
+    method: str
+    url: str
+    headers: dict[str, str]
+    query: dict[str, str]
+    route_params: dict[str, str]
+    body: bytes | None  # None: the host sends no body
+
+
+@dataclass(frozen=True)
+class HostResponse:
+    """What the worker hands back: status, headers (as the function set them) and body."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+    def to_werkzeug(self) -> Response:
+        response = Response(self.body, status=self.status)
+        response.headers.clear()  # werkzeug's default text/plain content type is not the function's
+        for name, value in self.headers:
+            response.headers.add(name, value)
+        return response
+
+
+def join_headers(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for name, value in pairs:
+        key = name.lower()
+        headers[key] = f"{headers[key]}, {value}" if key in headers else value
+    return headers
+
+
+def join_query(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
+    values: dict[str, list[str]] = {}
+    spelling: dict[str, str] = {}
+    for name, value in pairs:
+        key = name.lower()
+        spelling.setdefault(key, name)
+        values.setdefault(key, []).append(value)
+    joined = {spelling[key]: ",".join(parts) for key, parts in values.items()}
+    return {name: value for name, value in joined.items() if value}
+
+
+def host_request(request: Request, body: bytes, route_params: Mapping[str, Any]) -> HostRequest:
+    return HostRequest(
+        method=request.method,
+        url=request.url,
+        headers=join_headers(request.headers.items()),
+        query=join_query(request.args.items(multi=True)),
+        route_params={name: str(value) for name, value in route_params.items()},
+        body=body or None,
+    )
+
+
+def to_http_request(request: HostRequest) -> func.HttpRequest:
+    """The `HttpRequest` the worker would build, through the same `azure-functions` converter."""
+
+    def strings(values: Mapping[str, str]) -> dict[str, meta.Datum]:
+        return {name: meta.Datum(type="string", value=value) for name, value in values.items()}
+
+    datum = meta.Datum(
+        type="http",
+        value={
+            "method": meta.Datum(type="string", value=request.method),
+            "url": meta.Datum(type="string", value=request.url),
+            "headers": strings(request.headers),
+            "query": strings(request.query),
+            "params": strings(request.route_params),
+            "body": meta.Datum(type="bytes", value=request.body or b""),
+        },
+    )
+    result: func.HttpRequest = func_http.HttpRequestConverter.decode(datum, trigger_metadata=None)
+    return result
+
+
+def from_http_response(response: func.HttpResponse) -> HostResponse:
+    """The answer as the worker sends it to the host (`HttpResponseConverter.encode`)."""
+    datum = func_http.HttpResponseConverter.encode(response, expected_type=None)
+    value = datum.value
+    headers = [(str(name), str(header.value)) for name, header in value["headers"].items()]
+    return HostResponse(int(value["status_code"].value), headers, bytes(value["body"].value or b""))
