@@ -192,7 +192,10 @@ def load_app(
         raise FunctionAppError(f"{root}: no function folders (a folder with function.json) were found")
     try:
         if worker is not None:
-            worker.start()
+            try:
+                worker.start()
+            except worker_host.WorkerError as exc:
+                raise FunctionAppError(str(exc)) from None
         functions = [_load_function(path, route_prefix, worker) for path in paths]
     except BaseException:
         if worker is not None:

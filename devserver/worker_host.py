@@ -117,22 +117,38 @@ class LoadedFunction:
 
 
 class WorkerHost:
-    """The worker library on its own event loop thread; `invoke` may be called from any request thread."""
+    """The worker library on its own event loop thread; `invoke` may be called from any request thread.
+
+    The library keeps its thread pool and function registry in module globals (one worker per process, as in
+    Azure), so only one WorkerHost may run at a time in a process.
+    """
+
+    _running: "WorkerHost | None" = None
+    _running_lock = threading.Lock()
 
     def __init__(self, app_root: Path) -> None:
         self.app_root = app_root
         self.library: Any = importlib.import_module(LIBRARY)
         self.protos = load_protos()
         self.rpc_logs = RpcLogHandler(self.protos)
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="functions-worker", daemon=True)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
         self._functions: dict[str, LoadedFunction] = {}
 
     def _run(self, coroutine: Coroutine[Any, Any, Any]) -> Any:
+        if self._loop is None:
+            coroutine.close()
+            raise WorkerError("the worker is not running")
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
 
     def start(self) -> None:
         """Thread pool first (as the proxy worker does before any request), then WorkerInitRequest."""
+        with WorkerHost._running_lock:
+            if WorkerHost._running is not None:
+                raise WorkerError("a worker is already running in this process (the library holds global state)")
+            WorkerHost._running = self
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="functions-worker", daemon=True)
         self._thread.start()
         logging.getLogger().addHandler(self.rpc_logs)
         self.library.start_threadpool_executor()
@@ -154,9 +170,16 @@ class WorkerHost:
 
     def stop(self) -> None:
         logging.getLogger().removeHandler(self.rpc_logs)
+        with WorkerHost._running_lock:
+            if WorkerHost._running is not self:
+                return
+            WorkerHost._running = None
         self.library.stop_threadpool_executor()
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=5)
+        if self._loop is not None and self._thread is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=5)
+            self._loop.close()
+        self._loop = self._thread = None
 
     def load(self, name: str, folder: Path, config: Mapping[str, Any]) -> None:
         """One FunctionLoadRequest with the metadata the host reads from function.json."""

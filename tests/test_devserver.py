@@ -9,7 +9,8 @@ import time
 import pytest
 import requests
 
-from tests.devserver_process import DevServer, devserver
+from devserver import worker_host
+from tests.devserver_process import ROOT, DevServer, devserver
 
 STAND_IN_ORIGIN_HEADER = "Origin"
 
@@ -204,3 +205,24 @@ def test_no_access_log_keeps_errors_only() -> None:
         requests.get(f"{running.api}/api/ValidateToken", headers=bearer(running.mint()), timeout=5)
         time.sleep(0.2)
         assert '"GET /api/ValidateToken"' not in running.output()
+
+
+def test_banner_names_the_invocation_path_and_worker_logs_reach_the_console(server) -> None:
+    through_worker = worker_host.available()  # Python 3.13+: every function runs through the worker library
+    assert ("invoked through Microsoft's worker library" in server.stdout_path.read_text()) == through_worker
+    if through_worker:
+        requests.get(f"{server.api}/api/ValidateToken", timeout=5)
+        time.sleep(0.2)
+        assert "Function name: ValidateToken, Function Type: sync" in server.output()  # the library's own log line
+
+
+@pytest.mark.skipif(not worker_host.available(), reason="the worker library runs on Python 3.13+ only")
+def test_a_function_the_worker_would_not_load_stops_startup_with_its_message(tmp_path) -> None:
+    (tmp_path / "host.json").write_text(json.dumps({"version": "2.0"}))
+    (tmp_path / "Exposed").mkdir()
+    (tmp_path / "Exposed" / "__init__.py").write_text("def main(req, identity):\n    return None\n")
+    (tmp_path / "Exposed" / "function.json").write_text((ROOT / "ProtectedApi" / "function.json").read_text())
+    with pytest.raises(RuntimeError) as failure, devserver("--root", str(tmp_path)):
+        pass
+    assert "Exposed/function.json" in str(failure.value)
+    assert "declared in Python but not in function.json: {'identity'}" in str(failure.value)
