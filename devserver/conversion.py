@@ -1,12 +1,13 @@
 """One request and response conversion for both ways the local host invokes a function.
 
 The Functions host turns the ASP.NET request into an `RpcHttp` message (its `ToRpcHttp`) before the Python worker
-sees it. `host_request` does the same to a werkzeug request:
+sees it. `host_request` does the same to a werkzeug request. The host takes each header's and each query key's
+`StringValues.ToString()`, which joins several values with "," and skips empty ones; so:
 
-- header names lower-cased; a header sent several times arrives once, its values joined with ", ";
-- a query key sent several times arrives once, its values joined with "," (keys compared case-insensitively,
-  the first spelling kept), and a key whose value is empty does not arrive at all (`?token=` never reaches the
-  function); the order of keys is kept;
+- header names lower-cased; a header sent several times arrives once, its non-empty values joined with ",";
+- a query key sent several times arrives once, its non-empty values joined with "," (keys compared
+  case-insensitively, the first spelling kept), and a key with no non-empty value does not arrive at all
+  (`?token=` never reaches the function); the order of keys is kept;
 - the body only when it is not empty;
 - the URL with its query string.
 
@@ -54,22 +55,25 @@ class HostResponse:
         return response
 
 
-def join_headers(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
-    headers: dict[str, str] = {}
+def join_values(values: Iterable[str]) -> str:
+    """.NET's `StringValues.ToString()`: the values joined with ",", empty ones skipped."""
+    return ",".join(value for value in values if value)
+
+
+def _grouped(pairs: Iterable[tuple[str, str]]) -> dict[str, tuple[str, list[str]]]:
+    """Values by case-insensitive name (ASP.NET's header and query collections), keeping the first spelling."""
+    groups: dict[str, tuple[str, list[str]]] = {}
     for name, value in pairs:
-        key = name.lower()
-        headers[key] = f"{headers[key]}, {value}" if key in headers else value
-    return headers
+        groups.setdefault(name.lower(), (name, []))[1].append(value)
+    return groups
+
+
+def join_headers(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
+    return {key: join_values(values) for key, (_, values) in _grouped(pairs).items()}
 
 
 def join_query(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
-    values: dict[str, list[str]] = {}
-    spelling: dict[str, str] = {}
-    for name, value in pairs:
-        key = name.lower()
-        spelling.setdefault(key, name)
-        values.setdefault(key, []).append(value)
-    joined = {spelling[key]: ",".join(parts) for key, parts in values.items()}
+    joined = {name: join_values(values) for name, values in _grouped(pairs).values()}
     return {name: value for name, value in joined.items() if value}
 
 

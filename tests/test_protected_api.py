@@ -100,6 +100,7 @@ def test_empty_values_never_reach_the_function(kaizala, token) -> None:
 
     assert join_query([("category", ""), ("q", "")]) == {}
     assert join_query([("category", "tea"), ("category", "coffee")]) == {"category": "tea,coffee"}
+    assert join_query([("category", ""), ("Category", "tea")]) == {"category": "tea"}  # empty values skipped
     assert json_of(get(token, join_query([("category", "")]))) == json_of(get(token))
 
 
