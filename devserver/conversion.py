@@ -8,7 +8,7 @@ sees it. `host_request` does the same to a werkzeug request. The host takes each
 - a query key sent several times arrives once, its non-empty values joined with "," (keys compared
   case-insensitively, the first spelling kept), and a key with no non-empty value does not arrive at all
   (`?token=` never reaches the function); the order of keys is kept;
-- the body only when it is not empty;
+- the body only when the request declares a `Content-Length` above 0 (a chunked body never arrives);
 - the URL with its query string.
 
 Then either the worker library turns that message into `azure.functions.HttpRequest` (Python 3.13+, see
@@ -84,7 +84,7 @@ def host_request(request: Request, body: bytes, route_params: Mapping[str, Any])
         headers=join_headers(request.headers.items()),
         query=join_query(request.args.items(multi=True)),
         route_params={name: str(value) for name, value in route_params.items()},
-        body=body or None,
+        body=body if body and (request.content_length or 0) > 0 else None,
     )
 
 

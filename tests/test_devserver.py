@@ -1,6 +1,7 @@
 """`python -m devserver` end to end over real sockets: identity, products, errors, CORS, routing, shutdown."""
 
 import base64
+import http.client
 import json
 import signal
 import socket
@@ -226,3 +227,22 @@ def test_a_function_the_worker_would_not_load_stops_startup_with_its_message(tmp
         pass
     assert "Exposed/function.json" in str(failure.value)
     assert "declared in Python but not in function.json: {'identity'}" in str(failure.value)
+
+
+def test_a_chunked_body_never_reaches_the_function(server) -> None:
+    """The Functions host passes a body only with a Content-Length above 0 (its ToRpcHttp)."""
+    host, port = server.api.removeprefix("http://").split(":")
+    body = json.dumps({"token": server.mint()}).encode()
+    connection = http.client.HTTPConnection(host, int(port), timeout=5)
+    connection.request(
+        "POST",
+        "/api/ValidateToken",
+        body=iter([body]),
+        headers={"Content-Type": "application/json"},
+        encode_chunked=True,
+    )
+    response = connection.getresponse()
+    answer = json.loads(response.read())
+    connection.close()
+    assert (response.status, answer["error"]) == (401, "missing_token")
+    assert requests.post(f"{server.api}/api/ValidateToken", data=body, timeout=5).status_code == 200  # with a length
