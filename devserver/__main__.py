@@ -11,7 +11,7 @@ from typing import Any
 from shared.settings import SettingsError, current_settings
 
 from .cli import add_fault_arguments, cannot_bind, faults_from, port_number, wait_for_signal, warn_if_exposed
-from .functions_host import FunctionAppError, load_app
+from .functions_host import INVOKE_MODES, FunctionAppError, load_app
 from .kaizala import DEFAULT_PORT as DEFAULT_KAIZALA_PORT
 from .kaizala import KaizalaStandIn
 from .network import local_base, needs_loopback_listener, stand_in_base
@@ -54,6 +54,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--root", type=Path, default=ROOT, help="the function app folder")
     parser.add_argument("--no-access-log", action="store_true", help="log errors only, not every request")
+    parser.add_argument(
+        "--invoke",
+        choices=INVOKE_MODES,
+        default="auto",
+        help="worker: through azure-functions-runtime-v1 (Python 3.13+); direct: call main; auto (default): the"
+        " worker library whenever the Python is 3.13+",
+    )
     add_fault_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
@@ -89,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     origins = {o for o in str(host_settings.get("CORS", "")).split(",") if o.strip()}
     origins |= {kaizala_base, f"http://localhost:{kaizala_port}", f"http://127.0.0.1:{kaizala_port}"}
     try:
-        app = load_app(args.root, origins, bool(host_settings.get("CORSCredentials", False)))
+        app = load_app(args.root, origins, bool(host_settings.get("CORSCredentials", False)), args.invoke)
     except FunctionAppError as exc:
         print(f"devserver: cannot start: {exc}", file=sys.stderr)
         return 2
@@ -102,13 +109,14 @@ def main(argv: list[str] | None = None) -> int:
     api_base = local_base(args.host, api_server.port)
     stand_in.api_url = api_base
     warn_if_exposed(args.host, kaizala_base)
-    print(banner(app.functions, api_base, kaizala_base, stand_in), flush=True)
+    print(banner(app.functions, api_base, kaizala_base, stand_in, app.invoked_through), flush=True)
 
     wait_for_signal()
     print("devserver: stopping", file=sys.stderr, flush=True)
     api_server.shutdown()
     for server in kaizala_servers:
         server.shutdown()
+    app.close()
     return 0
 
 
@@ -155,10 +163,15 @@ def _set_env(name: str, value: str | None) -> None:
         os.environ[name] = value
 
 
-def banner(functions: Any, api_base: str, kaizala_base: str, stand_in: KaizalaStandIn) -> str:
+def banner(functions: Any, api_base: str, kaizala_base: str, stand_in: KaizalaStandIn, invoked: str = "direct") -> str:
     token, _ = stand_in.mint()
     user = stand_in.users[stand_in.default_user]["name"]
-    lines = ["", "Functions:", ""]
+    how = (
+        "through Microsoft's worker library (azure-functions-runtime-v1)"
+        if invoked == "worker"
+        else "by calling main directly"
+    )
+    lines = ["", f"Functions (Python {sys.version.split()[0]}, invoked {how}):", ""]
     for function in functions:
         lines.append(f"        {function.name}: [{','.join(function.methods)}] {api_base}/{function.route}")
         lines.append("")

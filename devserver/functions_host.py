@@ -1,8 +1,10 @@
 """A local Azure Functions host for the Python v1 model, the way `func start` serves HTTP functions.
 
-It reads every `<folder>/function.json`, routes `route` (default: the folder name) under host.json's
-`extensions.http.routePrefix` (default `api`), restricts `methods`, calls `main` with a real
-`azure.functions.HttpRequest`, turns the `HttpResponse` into the HTTP answer, and applies `Host.CORS`.
+It reads every `<folder>/function.json`, routes `route` (default: the folder name, matched case-insensitively as
+Azure does) under host.json's `extensions.http.routePrefix` (default `api`), restricts `methods`, converts the
+request as the Functions host does (`conversion`), invokes the function, turns its `HttpResponse` into the HTTP
+answer, and applies `Host.CORS`. On Python 3.13+ every invocation goes through Microsoft's worker library
+(`worker_host`); on 3.11 and 3.12 `main` is called directly with the same converted request.
 """
 
 import importlib
@@ -18,9 +20,11 @@ from typing import Any
 
 import azure.functions as func
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
-from werkzeug.routing import Map, Rule
+from werkzeug.routing import BaseConverter, Map, Rule
 from werkzeug.wrappers import Request, Response
 
+from . import worker_host
+from .conversion import from_http_response, host_request, to_http_request
 from .wsgi import json_error
 
 log = logging.getLogger("devserver.host")
@@ -30,6 +34,16 @@ ALL_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 CORS_ALLOW_HEADERS = "Authorization, accessToken, Content-Type, If-None-Match"
 _ROUTE_PARAM = re.compile(r"\{(\*?)([A-Za-z_][A-Za-z0-9_]*)(?::([a-z]+))?(\?)?\}")
 _CONVERTERS = {None: "string", "alpha": "string", "int": "int", "long": "int", "guid": "uuid", "float": "float"}
+_LITERAL_PREFIX = "_literal_"
+INVOKE_MODES = ("auto", "direct", "worker")
+
+
+class _Literal(BaseConverter):
+    """A static route segment matched case-insensitively (ASP.NET routing ignores case)."""
+
+    def __init__(self, url_map: Map, literal: str) -> None:
+        super().__init__(url_map)
+        self.regex = f"(?i:{re.escape(literal)})"
 
 
 class FunctionAppError(Exception):
@@ -41,7 +55,7 @@ class HttpFunction:
     name: str
     route: str  # e.g. "api/ValidateToken"
     methods: tuple[str, ...]
-    main: Callable[..., Any]
+    main: Callable[..., Any] | None  # None when the worker library loads and runs it
     request_param: str
 
 
@@ -50,14 +64,15 @@ class FunctionApp:
     functions: list[HttpFunction]
     cors_origins: set[str] = field(default_factory=set)
     cors_credentials: bool = False
+    worker: "worker_host.WorkerHost | None" = None
     url_map: Map = field(init=False)
 
     def __post_init__(self) -> None:
         rules: list[Rule] = []
         for function in self.functions:
             for path in _werkzeug_paths(function.route):
-                rules.append(Rule(path, endpoint=function.name, methods=list(function.methods)))
-        self.url_map = Map(rules, strict_slashes=False, merge_slashes=False)
+                rules.append(Rule(_case_insensitive(path), endpoint=function.name, methods=list(function.methods)))
+        self.url_map = Map(rules, strict_slashes=False, merge_slashes=False, converters={"literal": _Literal})
         self._by_name = {function.name: function for function in self.functions}
 
     # --- WSGI --------------------------------------------------------------------------------------------------
@@ -82,23 +97,30 @@ class FunctionApp:
             return json_error(405, "method_not_allowed", f"Use {allowed}.", {"Allow": allowed})
         except HTTPException as exc:
             return json_error(exc.code or 400, "bad_request", exc.description or "Bad request.")
-        return self.invoke(self._by_name[str(endpoint)], request, route_params)
+        params = {name: value for name, value in route_params.items() if not name.startswith(_LITERAL_PREFIX)}
+        return self.invoke(self._by_name[str(endpoint)], request, params)
+
+    @property
+    def invoked_through(self) -> str:
+        return "worker" if self.worker is not None else "direct"
 
     def invoke(self, function: HttpFunction, request: Request, route_params: Mapping[str, Any]) -> Response:
         try:
             body = request.get_data(cache=False)
         except RequestEntityTooLarge:
             return json_error(413, "payload_too_large", f"Send at most {MAX_BODY_BYTES} bytes.")
-        http_request = func.HttpRequest(
-            method=request.method,
-            url=request.url,
-            headers=dict(request.headers.items()),
-            params=dict(request.args.items()),
-            route_params={name: str(value) for name, value in route_params.items()},
-            body=body,
-        )
+        converted = host_request(request, body, route_params)
+        if self.worker is not None:
+            try:
+                return self.worker.invoke(function.name, converted).to_werkzeug()
+            except Exception as exc:  # noqa: BLE001 - any failure is the host's 500, as in Azure
+                # The worker's own message (with the traceback) goes to the log, never to the caller.
+                log.error("function %s failed in the worker: %s", function.name, exc)
+                return json_error(500, "internal_error", "The function raised an exception; see the host's log.")
+        if function.main is None:
+            raise FunctionAppError(f"{function.name} was loaded by the worker library, which is not running")
         try:
-            result = function.main(**{function.request_param: http_request})
+            result = function.main(**{function.request_param: to_http_request(converted)})
         except Exception:
             # The real host answers 500 too; we log it as the worker would, without request details.
             log.exception("function %s raised", function.name)
@@ -106,7 +128,11 @@ class FunctionApp:
         if not isinstance(result, func.HttpResponse):
             log.error("function %s returned %s, not an HttpResponse", function.name, type(result).__name__)
             return json_error(500, "internal_error", "The function did not return an HttpResponse.")
-        return _to_werkzeug(result)
+        return from_http_response(result).to_werkzeug()
+
+    def close(self) -> None:
+        if self.worker is not None:
+            self.worker.stop()
 
     # --- CORS --------------------------------------------------------------------------------------------------
 
@@ -140,20 +166,42 @@ class FunctionApp:
 # --- loading an app -----------------------------------------------------------------------------------------------
 
 
-def load_app(root: Path, cors_origins: Iterable[str] = (), cors_credentials: bool = False) -> FunctionApp:
-    """Discover and import every HTTP function under `root`; raises FunctionAppError naming what is wrong."""
+def load_app(
+    root: Path, cors_origins: Iterable[str] = (), cors_credentials: bool = False, invoke: str = "auto"
+) -> FunctionApp:
+    """Discover and load every HTTP function under `root`; raises FunctionAppError naming what is wrong.
+
+    `invoke`: "worker" runs functions through Microsoft's worker library (Python 3.13+ with it installed),
+    "direct" calls `main`, "auto" picks the worker whenever it can run here.
+    """
     root = root.resolve()
     route_prefix = _route_prefix(root / "host.json")
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
-    functions = [
-        _load_function(path, route_prefix)
-        for path in sorted(root.glob("*/function.json"))
-        if not path.parent.name.startswith(".")
-    ]
-    if not functions:
+    if invoke not in INVOKE_MODES:
+        raise FunctionAppError(f"invoke must be one of {', '.join(INVOKE_MODES)}, not {invoke!r}")
+    use_worker = invoke == "worker" or (invoke == "auto" and sys.version_info >= (3, 13))
+    if use_worker and not worker_host.available():
+        raise FunctionAppError(
+            f"running functions through {worker_host.DISTRIBUTION} needs Python 3.13+ with it installed"
+            " (pip install -r requirements-dev.txt)"
+        )
+    worker = worker_host.WorkerHost(root) if use_worker else None
+    paths = [path for path in sorted(root.glob("*/function.json")) if not path.parent.name.startswith(".")]
+    if not paths:
         raise FunctionAppError(f"{root}: no function folders (a folder with function.json) were found")
-    return FunctionApp(functions, {o.strip() for o in cors_origins if o.strip()}, cors_credentials)
+    try:
+        if worker is not None:
+            try:
+                worker.start()
+            except worker_host.WorkerError as exc:
+                raise FunctionAppError(str(exc)) from None
+        functions = [_load_function(path, route_prefix, worker) for path in paths]
+    except BaseException:
+        if worker is not None:
+            worker.stop()
+        raise
+    return FunctionApp(functions, {o.strip() for o in cors_origins if o.strip()}, cors_credentials, worker)
 
 
 def _route_prefix(host_json: Path) -> str:
@@ -169,7 +217,9 @@ def _route_prefix(host_json: Path) -> str:
     return prefix.strip("/")
 
 
-def _load_function(path: Path, route_prefix: str) -> HttpFunction:
+def _load_function(  # noqa: PLR0912 - one check per function.json rule, each with its own message
+    path: Path, route_prefix: str, worker: "worker_host.WorkerHost | None" = None
+) -> HttpFunction:
     folder = path.parent
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
@@ -195,6 +245,16 @@ def _load_function(path: Path, route_prefix: str) -> HttpFunction:
     if not isinstance(script_file, str) or not (folder / script_file).is_file():
         raise FunctionAppError(f"{path}: scriptFile {script_file!r} does not exist in {folder.name}/")
     entry_point = config.get("entryPoint", "main")
+    route = trigger.get("route") or folder.name
+    if not isinstance(route, str):
+        raise FunctionAppError(f"{path}: 'route' must be a string")
+    full_route = "/".join(part for part in (route_prefix, route.strip("/")) if part)
+    if worker is not None:
+        try:
+            worker.load(folder.name, folder, config)
+        except worker_host.WorkerError as exc:
+            raise FunctionAppError(f"{path}: {exc}") from None
+        return HttpFunction(folder.name, full_route, tuple(m.upper() for m in methods), None, param)
     module_name = folder.name if script_file == "__init__.py" else f"{folder.name}.{Path(script_file).stem}"
     try:
         module = importlib.import_module(module_name)
@@ -205,11 +265,6 @@ def _load_function(path: Path, route_prefix: str) -> HttpFunction:
         raise FunctionAppError(f"{path}: entry point {entry_point!r} is not a function in {script_file}")
     if param not in inspect.signature(main).parameters:
         raise FunctionAppError(f"{path}: {entry_point}() has no parameter {param!r} for the httpTrigger binding")
-
-    route = trigger.get("route") or folder.name
-    if not isinstance(route, str):
-        raise FunctionAppError(f"{path}: 'route' must be a string")
-    full_route = "/".join(part for part in (route_prefix, route.strip("/")) if part)
     return HttpFunction(folder.name, full_route, tuple(m.upper() for m in methods), main, param)
 
 
@@ -239,13 +294,10 @@ def _not_found(request: Request) -> Response:
     return json_error(404, "not_found", f"No function answers {request.path}.")
 
 
-def _to_werkzeug(result: func.HttpResponse) -> Response:
-    response = Response(result.get_body(), status=result.status_code)
-    for name, value in result.headers.items():
-        response.headers[name] = value
-    if result.mimetype and "Content-Type" not in result.headers and result.status_code not in (204, 304):
-        content_type = result.mimetype
-        if result.charset and (result.mimetype.startswith("text/") or result.mimetype.endswith("json")):
-            content_type += f"; charset={result.charset}"
-        response.headers["Content-Type"] = content_type
-    return response
+def _case_insensitive(path: str) -> str:
+    """Each static segment of a werkzeug rule as a case-insensitive literal; segments with parameters stay."""
+    segments = path.split("/")
+    for index, segment in enumerate(segments):
+        if segment and "<" not in segment:
+            segments[index] = f"<literal({json.dumps(segment)}):{_LITERAL_PREFIX}{index}>"
+    return "/".join(segments)

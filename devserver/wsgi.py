@@ -24,6 +24,17 @@ class AccessLog(WSGIRequestHandler):
     error_content_type = "application/json"
     error_message_format = '{"error": "bad_request", "message": "%(message)s (%(code)d)."}'
 
+    def make_environ(self) -> Any:
+        """A repeated header as the Functions host (ASP.NET's `StringValues`) passes it on: its non-empty values
+        joined with ","; werkzeug would keep the empty ones."""
+        environ = super().make_environ()
+        for name in {name.lower() for name in self.headers if "_" not in name}:
+            values = [value.replace("\r\n", "") for value in self.headers.get_all(name) or ()]
+            key = name.upper().replace("-", "_")
+            if len(values) > 1 and key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+                environ[f"HTTP_{key}"] = ",".join(value for value in values if value)
+        return environ
+
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         path = self.path.split("?", 1)[0] if hasattr(self, "path") else "-"
         self.log("info", '"%s %s" %s', getattr(self, "command", "-"), path, code)

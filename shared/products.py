@@ -5,6 +5,7 @@ import hashlib
 import json
 import math
 import threading
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,9 +31,13 @@ class ProductQuery:
         unknown = sorted(name for name in params if name not in QUERY_PARAMS)
         if unknown:
             raise InvalidRequest(f"Unknown query parameter {unknown[0]!r}; use q, category and limit.")
+        category = _text_param(params, "category")
+        if category is not None and "," in category:
+            # A repeated parameter reaches the function as one value joined with "," (the Functions host does it).
+            raise InvalidRequest("Query parameter 'category' takes one category; send it once, without commas.")
         return cls(
             q=_text_param(params, "q"),
-            category=_text_param(params, "category"),
+            category=category,
             limit=_limit_param(params.get("limit")),
         )
 
@@ -119,11 +124,20 @@ def _render(catalog: Catalog, query: ProductQuery) -> Listing:
 
 
 def _text_param(params: Mapping[str, str], name: str) -> str | None:
+    """None when absent (the Functions host drops a parameter with an empty value before the function sees it).
+
+    The length limit counts the value as sent; surrounding spaces are then trimmed, and a value that is blank or
+    holds control characters is refused rather than read as "any" (it would silently return everything).
+    """
     value = params.get(name)
-    if value is None or not value.strip():
+    if value is None:
         return None
     if len(value) > MAX_TEXT_PARAM:
         raise InvalidRequest(f"Query parameter {name!r} is longer than {MAX_TEXT_PARAM} characters.")
+    if any(unicodedata.category(char) == "Cc" for char in value):
+        raise InvalidRequest(f"Query parameter {name!r} contains control characters.")
+    if not value.strip():
+        raise InvalidRequest(f"Query parameter {name!r} is blank; leave it out to match every product.")
     return value.strip()
 
 

@@ -40,10 +40,10 @@ def body_token(req: func.HttpRequest) -> str | None:
         raise InvalidRequest('The body must be JSON like {"token": "<token>"}.') from None
     if not isinstance(payload, dict):
         raise InvalidRequest('The body must be a JSON object like {"token": "<token>"}.')
-    token = payload.get("token")
-    if token is None:
+    if "token" not in payload:
         return None
-    if not isinstance(token, str):
+    token = payload["token"]
+    if not isinstance(token, str):  # null too: a card whose token call failed should hear about it
         raise InvalidRequest('The body\'s "token" must be a string.')
     return token or None
 

@@ -1,6 +1,7 @@
 """`python -m devserver` end to end over real sockets: identity, products, errors, CORS, routing, shutdown."""
 
 import base64
+import http.client
 import json
 import signal
 import socket
@@ -9,7 +10,8 @@ import time
 import pytest
 import requests
 
-from tests.devserver_process import DevServer, devserver
+from devserver import worker_host
+from tests.devserver_process import ROOT, DevServer, devserver
 
 STAND_IN_ORIGIN_HEADER = "Origin"
 
@@ -204,3 +206,43 @@ def test_no_access_log_keeps_errors_only() -> None:
         requests.get(f"{running.api}/api/ValidateToken", headers=bearer(running.mint()), timeout=5)
         time.sleep(0.2)
         assert '"GET /api/ValidateToken"' not in running.output()
+
+
+def test_banner_names_the_invocation_path_and_worker_logs_reach_the_console(server) -> None:
+    through_worker = worker_host.available()  # Python 3.13+: every function runs through the worker library
+    assert ("invoked through Microsoft's worker library" in server.stdout_path.read_text()) == through_worker
+    if through_worker:
+        requests.get(f"{server.api}/api/ValidateToken", timeout=5)
+        time.sleep(0.2)
+        assert "Function name: ValidateToken, Function Type: sync" in server.output()  # the library's own log line
+
+
+@pytest.mark.skipif(not worker_host.available(), reason="the worker library runs on Python 3.13+ only")
+def test_a_function_the_worker_would_not_load_stops_startup_with_its_message(tmp_path) -> None:
+    (tmp_path / "host.json").write_text(json.dumps({"version": "2.0"}))
+    (tmp_path / "Exposed").mkdir()
+    (tmp_path / "Exposed" / "__init__.py").write_text("def main(req, identity):\n    return None\n")
+    (tmp_path / "Exposed" / "function.json").write_text((ROOT / "ProtectedApi" / "function.json").read_text())
+    with pytest.raises(RuntimeError) as failure, devserver("--root", str(tmp_path)):
+        pass
+    assert "Exposed/function.json" in str(failure.value)
+    assert "declared in Python but not in function.json: {'identity'}" in str(failure.value)
+
+
+def test_a_chunked_body_never_reaches_the_function(server) -> None:
+    """The Functions host passes a body only with a Content-Length above 0 (its ToRpcHttp)."""
+    host, port = server.api.removeprefix("http://").split(":")
+    body = json.dumps({"token": server.mint()}).encode()
+    connection = http.client.HTTPConnection(host, int(port), timeout=5)
+    connection.request(
+        "POST",
+        "/api/ValidateToken",
+        body=iter([body]),
+        headers={"Content-Type": "application/json"},
+        encode_chunked=True,
+    )
+    response = connection.getresponse()
+    answer = json.loads(response.read())
+    connection.close()
+    assert (response.status, answer["error"]) == (401, "missing_token")
+    assert requests.post(f"{server.api}/api/ValidateToken", data=body, timeout=5).status_code == 200  # with a length

@@ -73,12 +73,35 @@ def test_limit(kaizala, token) -> None:
         {"limit": "1" * 5000},
         {"sort": "price"},
         {"q": "x" * 101},
+        {"q": " " * 101},  # the length counts the value as sent, before trimming
+        {"q": "   "},  # blank: would match everything
+        {"category": " "},
+        {"q": "tea\x00"},  # control characters
+        {"category": "\t\n"},
+        {"category": "tea,coffee"},  # how ?category=tea&category=coffee reaches the function
+        {"limit": "10,20"},  # a repeated limit
+        {"Category": "tea"},  # names are case-sensitive
     ],
 )
 def test_malformed_query_is_400(kaizala, token, params) -> None:
     response = get(token, params)
     assert response.status_code == 400
     assert json_of(response)["error"] == "invalid_request"
+
+
+def test_text_values_are_trimmed_and_commas_in_q_are_literal(kaizala, token) -> None:
+    assert json_of(get(token, {"category": "  tea "})) == json_of(get(token, {"category": "tea"}))
+    assert json_of(get(token, {"q": "tea,"}))["products"] == []
+
+
+def test_empty_values_never_reach_the_function(kaizala, token) -> None:
+    """`?category=` arrives as no parameter at all (the Functions host drops empty values): the whole catalog."""
+    from devserver.conversion import join_query
+
+    assert join_query([("category", ""), ("q", "")]) == {}
+    assert join_query([("category", "tea"), ("category", "coffee")]) == {"category": "tea,coffee"}
+    assert join_query([("category", ""), ("Category", "tea")]) == {"category": "tea"}  # empty values skipped
+    assert json_of(get(token, join_query([("category", "")]))) == json_of(get(token))
 
 
 def test_etag_and_if_none_match(kaizala, token) -> None:

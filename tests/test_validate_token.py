@@ -113,6 +113,18 @@ def test_missing_token_is_401_with_bearer_challenge(kaizala, headers) -> None:
 
 def test_post_with_empty_object_body_is_missing_token(kaizala) -> None:
     assert_error(ValidateToken.main(request("POST", body=b"{}")), 401, "missing_token")
+    assert_error(ValidateToken.main(request("POST", body=b'{"token": ""}')), 401, "missing_token")
+
+
+def test_null_body_token_is_invalid_request(kaizala) -> None:
+    """A card whose token call failed sends null: it hears that, not "no token was sent"."""
+    body = assert_error(ValidateToken.main(request("POST", body=b'{"token": null}')), 400, "invalid_request")
+    assert "string" in body["message"]
+
+
+def test_unknown_query_parameter_is_400_after_authentication(kaizala) -> None:
+    assert_error(ValidateToken.main(request(token=make_jwt(), params={"verbose": "1"})), 400, "invalid_request")
+    assert_error(ValidateToken.main(request(params={"verbose": "1"})), 401, "missing_token")
 
 
 @pytest.mark.parametrize(
