@@ -84,7 +84,7 @@ class Result:
     requests: int = 0
     upstream_calls: int = 0
     failures_5xx: int = 0
-    slow_503s: int = 0  # 503s while no fault was on, from requests that really outlived the deadline
+    slow_503s: int = 0  # 503s while no fault was on, because the deadline passed (a loaded machine)
     distinct_tokens: int = 0
     sequence_bound: float = 0.0  # upstream call sequences the cache may make for the tokens sent (see bound)
     recovered: bool = False
@@ -187,14 +187,17 @@ def run(server: DevServer, *, phase_seconds: float = 1.8, threads: int = 12, fre
             allowed |= PHASES[index][2]
         problem = None
         # A healthy Kaizala can still be too slow for the deadline on a loaded machine: a 503 is then the right
-        # answer. It is allowed only to a request that really outlived the deadline, so the verdict does not
-        # depend on machine load, yet a 503 that came early (a request that waited on nothing) is still wrong.
-        slow = outcome == (503, "identity_unavailable") and ended - started >= TIMEOUT_SECONDS
+        # answer. It is allowed only to a request that really outlived the deadline, or that says the deadline
+        # passed (a request that joined a call begun earlier gets that call's answer, at that call's deadline),
+        # so the verdict does not depend on machine load, yet any other early 503 is still wrong.
+        message = body.get("message", "") if isinstance(body, dict) else ""
+        slow = outcome == (503, "identity_unavailable") and (
+            ended - started >= TIMEOUT_SECONDS or "did not answer in time" in str(message)
+        )
         if outcome not in allowed and slow:
             with lock:
                 result.slow_503s += 1
         elif outcome not in allowed:
-            message = body.get("message") if isinstance(body, dict) else None
             problem = (
                 f"{token.kind}: {outcome} during {[PHASES[i][0] for i in sorted(in_flight)]} "
                 f"after {ended - started:.2f} s: {message}"
@@ -287,7 +290,7 @@ def table(result: Result) -> str:
             "expired, forged or disallowed tokens accepted",
             str(sum(n for (kind, status, _), n in result.outcomes.items() if kind != "valid" and status == 200)),
         ),
-        ("503s without a fault, from requests that outlived the deadline", str(result.slow_503s)),
+        ("503s without a fault, because the deadline passed (machine load)", str(result.slow_503s)),
         (
             "upstream calls (bound: 3 x (call sequences the cache allows + 5xx answers))",
             f"{result.upstream_calls:,} ≤ {upstream_bound(result):,}",
