@@ -20,6 +20,8 @@ def test_soak_under_faults_gives_no_wrong_answer(capsys) -> None:
         print("\n" + soak.table(result))
 
     assert result.wrong == [], result.wrong[:10]
+    # Deadline 503s without a fault are machine load, not a verdict; a bug that made requests wait would make many.
+    assert result.slow_503s <= 0.05 * result.requests
     assert result.requests > 1000
     assert all(count > 0 for count in result.phase_counts.values()), result.phase_counts
     assert result.recovered
