@@ -9,7 +9,7 @@ fleet_flight, sealing, breaker and purge.
 
 from .auth import authenticate, clear_cache, protected
 from .errors import ApiError
-from .kaizala import Identity
+from .identity import Identity
 from .responses import NO_STORE, json_response, not_modified, raw_json_response
 
 __all__ = [

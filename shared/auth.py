@@ -17,16 +17,16 @@ import azure.functions as func
 from . import policy, tokens
 from .cache import IdentityCache
 from .errors import ApiError, InternalError
-from .kaizala import Identity, KaizalaClient
+from .identity import Identity
 from .responses import error_response
 from .settings import FleetSettings, OneSnapshotPerRequest, SettingsError, current_settings
 
 if TYPE_CHECKING:
     from .fleet import FleetCache
+    from .kaizala import KaizalaClient
 
 log = logging.getLogger("kaizala_auth")
 
-kaizala = KaizalaClient()  # one Session per worker process: connections are reused across invocations
 cache = IdentityCache()
 
 Handler = Callable[[func.HttpRequest, Identity], func.HttpResponse]
@@ -52,7 +52,7 @@ def authenticate(req: func.HttpRequest, *, accept_body_token: bool = False) -> I
     try:
         identity, source = cache.get(
             token,
-            lambda deadline: kaizala.fetch_identity(token, settings.identity_url, deadline),
+            lambda deadline: _kaizala().fetch_identity(token, settings.identity_url, deadline),
             seconds=settings.cache_seconds,
             timeout=settings.timeout_seconds,
             max_calls=settings.max_concurrent_calls,
@@ -108,7 +108,23 @@ def protected(handler: Handler | None = None, *, accept_body_token: bool = False
     return decorate(handler) if handler is not None else decorate
 
 
-_fleet_lock = threading.Lock()
+_once = threading.Lock()  # makes each of the two per-process clients below exactly once
+_kaizala_client: "KaizalaClient | None" = None
+
+
+def _kaizala() -> "KaizalaClient":
+    """One Session per worker process (connections are reused across invocations), made on the first upstream
+    call: loading the functions and answering requests that never reach Kaizala do not import requests."""
+    global _kaizala_client  # noqa: PLW0603
+    if _kaizala_client is None:
+        with _once:
+            if _kaizala_client is None:
+                from .kaizala import KaizalaClient  # noqa: PLC0415 - see above
+
+                _kaizala_client = KaizalaClient()
+    return _kaizala_client
+
+
 _fleet_in_use: "tuple[FleetSettings, FleetCache | None]" = (FleetSettings(), None)
 
 
@@ -119,7 +135,7 @@ def _fleet(settings: FleetSettings) -> "FleetCache | None":
     in_use_settings, in_use = _fleet_in_use
     if settings == in_use_settings:
         return in_use
-    with _fleet_lock:
+    with _once:
         in_use_settings, in_use = _fleet_in_use
         if settings != in_use_settings:
             if in_use is not None:

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Literal
 from cachetools import TLRUCache
 
 from .errors import IdentityUnavailable, InvalidToken, KaizalaThrottled
-from .kaizala import Identity
+from .identity import Identity
 
 if TYPE_CHECKING:  # the fleet tier (redis-py, cryptography) is imported only when Redis is configured
     from .fleet import FleetCache, SharedState

@@ -26,7 +26,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from .breaker import Breaker
-from .kaizala import Identity
+from .identity import Identity
 from .sealing import Sealed, Sealer, TokenKeys
 from .settings import TOKEN_LIFETIME_SECONDS, FleetSettings
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from .errors import IdentityUnavailable, InvalidToken, KaizalaThrottled
 from .fleet import NOTHING, FleetCache, SharedState
-from .kaizala import Identity
+from .identity import Identity
 
 Resolved = tuple[Identity, float]  # the identity, and until when the fleet holds it
 MIN_LEASE_SECONDS = 0.05

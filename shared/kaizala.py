@@ -11,7 +11,6 @@ import logging
 import os
 import time
 import weakref
-from dataclasses import dataclass, field
 from http.cookiejar import DefaultCookiePolicy
 from typing import Any
 
@@ -22,6 +21,7 @@ from urllib3.util.retry import Retry
 from . import untrusted_json
 from .deadline import DeadlineAdapter, DeadlinePassed, DeadlineTimeout, cut_at
 from .errors import ApiError, IdentityBadResponse, IdentityUnavailable, InvalidToken, KaizalaThrottled
+from .identity import Identity
 
 log = logging.getLogger("kaizala_auth")
 
@@ -31,26 +31,6 @@ REJECTED_STATUSES = frozenset({400, 401, 403})
 IDENTITY_FIELDS = ("id", "name", "phoneNumber", "pictureUrl", "actionPackageId")
 CONNECT_SHARE = 1 / 3  # a connect attempt may use at most this share of the whole deadline
 _READ_CHUNK = 16 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class Identity:
-    """Who called, as Kaizala says. The phone number is kept out of repr so it cannot reach a log by accident."""
-
-    id: str
-    name: str | None
-    phone_number: str | None = field(repr=False)
-    picture_url: str | None
-    action_package_id: str | None
-
-    def to_json(self) -> dict[str, str | None]:
-        return {
-            "id": self.id,
-            "name": self.name,
-            "phoneNumber": self.phone_number,
-            "pictureUrl": self.picture_url,
-            "actionPackageId": self.action_package_id,
-        }
 
 
 def build_session() -> requests.Session:

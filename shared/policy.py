@@ -2,7 +2,7 @@
 on every request, cached identities included."""
 
 from .errors import Forbidden
-from .kaizala import Identity
+from .identity import Identity
 from .settings import ANY_ACTION_PACKAGE, Settings
 
 CARD_NOT_ALLOWED = "card not allowed"

@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from .kaizala import Identity
+from .identity import Identity
 
 VERSION = 1
 _NONCE_BYTES = 12

@@ -20,7 +20,7 @@ import ValidateToken
 from devserver.launch import ROOT
 from shared import auth
 from shared.cache import MAX_REFRESHES, IdentityCache
-from shared.kaizala import Identity
+from shared.identity import Identity
 from tests.helpers import Reply, identity_payload, json_of, make_jwt, request, upstream_server
 
 UPSTREAM_SECONDS = 0.2

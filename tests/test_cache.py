@@ -12,7 +12,7 @@ import ValidateToken
 from shared import auth
 from shared.cache import IdentityCache
 from shared.errors import IdentityUnavailable, InvalidToken
-from shared.kaizala import Identity
+from shared.identity import Identity
 from tests.conftest import MOCK_URL
 from tests.helpers import identity_payload, make_jwt, request
 

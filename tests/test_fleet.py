@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from shared.fleet import NOTHING, FleetCache, SharedState
-from shared.kaizala import Identity
+from shared.identity import Identity
 from shared.sealing import Sealer
 from shared.settings import FleetSettings
 from tests.helpers import make_jwt, secret

@@ -39,6 +39,6 @@ def test_the_session_fixture_sees_every_logger_at_every_level(no_secrets_in_logs
 
 
 def test_identity_repr_hides_the_phone_number() -> None:
-    from shared.kaizala import Identity
+    from shared.identity import Identity
 
     assert "+1555" not in repr(Identity("u", "n", "+15550001111", None, None))

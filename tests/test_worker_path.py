@@ -180,7 +180,7 @@ def test_internal_error_through_each_path(apps, monkeypatch) -> None:
     def boom(*args: object, **kwargs: object) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(auth.kaizala, "fetch_identity", boom)
+    monkeypatch.setattr(auth._kaizala(), "fetch_identity", boom)
     for mode in apps:
         auth.clear_cache()
         response = Client(apps[mode]).get("/api/ValidateToken", headers={"Authorization": f"Bearer {make_jwt()}"})
