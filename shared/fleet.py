@@ -120,11 +120,13 @@ class FleetCache:
     # --- identities, rejections, the throttle ------------------------------------------------------------------
 
     def lookup(self, token: str) -> SharedState:
-        """Entry, rejection and throttle for `token` in one round trip; NOTHING when Redis fails or is skipped."""
+        """The token's shared identity or rejection (they share one key): one GET, the cheapest round trip.
+        NOTHING when Redis fails or is skipped. The fleet's throttle is read where it matters, before anyone
+        calls Kaizala (`try_lead`, `await_result`)."""
         self._ensure_listener()
         keys = self._sealer.keys(token)
-        replies = self._call(lambda: self._read(keys, lease=False))
-        return NOTHING if replies is None else self._state(keys, replies)
+        value = self._call(lambda: self._redis.get(self._entry_key(keys)))
+        return NOTHING if value is None else self._state(keys, [value, None])
 
     def store(self, token: str, identity: Identity, expires_at: float) -> None:
         """Share an identity until `expires_at`, list it in its user's purge index, and end our lease if any."""
@@ -158,8 +160,7 @@ class FleetCache:
 
         def write() -> None:
             pipe = self._redis.pipeline(transaction=False)
-            pipe.set(self._rejection_key(keys), value, px=milliseconds)
-            pipe.delete(self._entry_key(keys))
+            pipe.set(self._entry_key(keys), value, px=milliseconds)  # replaces the identity: a rejection is newer
             self._release_in(pipe, keys)
             pipe.execute()
 
@@ -175,20 +176,32 @@ class FleetCache:
 
     # --- fleet-wide single flight ------------------------------------------------------------------------------
 
-    def try_lead(self, token: str, lease_seconds: float) -> bool:
-        """True: call Kaizala for `token` (we hold the fleet's lease, or Redis cannot tell). False: another
-        instance is calling; `await_result` waits for it."""
+    def try_lead(self, token: str, lease_seconds: float) -> tuple[bool, SharedState]:
+        """Take the fleet's lease for `token` and, in the same round trip, read what the fleet knows about it.
+
+        (True, state): we hold the lease; if `state` already holds what the caller needs (a leader finished just
+        before us), the caller uses it and gives the lease back (`release`). (False, state): another instance is
+        calling; `await_result` waits for it. (True, NOTHING) when Redis fails or is skipped: lead locally."""
         keys = self._sealer.keys(token)
         owner = os.urandom(16)
         milliseconds = max(1, int(lease_seconds * 1000))
-        # SET NX answers None when the key exists: bool() keeps that apart from _call's None (Redis failed).
-        taken = self._call(lambda: bool(self._redis.set(self._lease_key(keys), owner, nx=True, px=milliseconds)))
-        if taken is None:
-            return True  # Redis failed or is skipped: lead locally
+
+        def take() -> list[Any]:
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.set(self._lease_key(keys), owner, nx=True, px=milliseconds)
+            pipe.get(self._entry_key(keys))
+            pipe.get(self._throttle_keys.name)
+            return pipe.execute()
+
+        replies = self._call(take)
+        if replies is None:
+            return True, NOTHING
+        # SET NX answers None when the key exists.
+        taken, state = bool(replies[0]), self._state(keys, replies[1:])
         if taken:
             with self._lock:
                 self._leases[keys.name] = owner
-        return taken
+        return taken, state
 
     def release(self, token: str) -> None:
         """Give the lease back without a result (the call failed): a waiter then leads instead of waiting."""
@@ -207,13 +220,13 @@ class FleetCache:
         keys = self._sealer.keys(token)
         pause = _POLL_FIRST
         while True:
-            replies = self._call(lambda: self._read(keys, lease=True))
+            replies = self._call(lambda: self._read(keys))
             if replies is None:
                 return NOTHING
             state = self._state(keys, replies)
             # A lease lives at most one deadline: one without expiry, or longer, was not written by an instance
             # (someone with write access to Redis); it must not make anyone wait.
-            leased = 0 < int(replies[3]) <= MAX_LEASE_MILLISECONDS
+            leased = 0 <= int(replies[2]) <= MAX_LEASE_MILLISECONDS  # -2: no lease; -1: one without expiry
             remaining = deadline - time.monotonic()
             if state != NOTHING or not leased or remaining <= 0:
                 return state
@@ -290,26 +303,25 @@ class FleetCache:
         self.breaker.succeeded()
         return result
 
-    def _read(self, keys: TokenKeys, *, lease: bool) -> list[Any]:
+    def _read(self, keys: TokenKeys) -> list[Any]:
         pipe = self._redis.pipeline(transaction=False)
         pipe.get(self._entry_key(keys))
-        pipe.get(self._rejection_key(keys))
         pipe.get(self._throttle_keys.name)
-        if lease:
-            pipe.pttl(self._lease_key(keys))
+        pipe.pttl(self._lease_key(keys))
         return pipe.execute()
 
     def _state(self, keys: TokenKeys, replies: list[Any]) -> SharedState:
+        """From [entry-key value, throttle value]: the entry key holds a sealed identity or a sealed rejection."""
         now = time.time()
-        entry = self._sealer.open_identity(keys, replies[0])
-        rejected = self._sealer.open_until(keys, _REJECTED, replies[1])
-        throttled = self._sealer.open_until(self._throttle_keys, _THROTTLE, replies[2])
-        rejected_until = _bounded(rejected, now, MAX_REJECTION_SECONDS)
-        if rejected_until is not None or (entry is not None and entry.expires_at <= now):
-            entry = None  # a rejection is newer news than any identity stored before it
+        value, throttle = replies[0], replies[1]
+        entry = self._sealer.open_identity(keys, value)
+        rejected = None if entry is not None else self._sealer.open_until(keys, _REJECTED, value)
+        throttled = self._sealer.open_until(self._throttle_keys, _THROTTLE, throttle) if throttle else None
+        if entry is not None and entry.expires_at <= now:
+            entry = None
         return SharedState(
             entry=entry,
-            rejected_until=rejected_until,
+            rejected_until=_bounded(rejected, now, MAX_REJECTION_SECONDS),
             throttled_until=_bounded(throttled, now, MAX_THROTTLE_SECONDS),
         )
 
@@ -332,9 +344,6 @@ class FleetCache:
 
     def _entry_key(self, keys: TokenKeys) -> str:
         return f"{self._ns}:e:{keys.name}"
-
-    def _rejection_key(self, keys: TokenKeys) -> str:
-        return f"{self._ns}:r:{keys.name}"
 
     def _lease_key(self, keys: TokenKeys) -> str:
         return f"{self._ns}:l:{keys.name}"

@@ -35,23 +35,46 @@ def resolve(
     stored meanwhile, else refresh once for the fleet; None when another instance is refreshing it.
     """
     if refreshing_until is not None:
-        state = fleet.lookup(token)
-        if state.entry is not None and state.entry.expires_at > refreshing_until:
-            return state.entry.identity, state.entry.expires_at
-        _raise_shared(state)
+        found = _settled(fleet.lookup(token), refreshing_until)
+        if found is not None:
+            return found
     # The lease lasts half the time left: if the leader's result never lands (its store failed, it died), the
     # waiters still have time to ask Kaizala themselves before their own deadline.
     lease_seconds = max(MIN_LEASE_SECONDS, (deadline - time.monotonic()) * LEASE_SHARE)
-    if not fleet.try_lead(token, lease_seconds=lease_seconds):
+    leading, state = fleet.try_lead(token, lease_seconds=lease_seconds)
+    # What the fleet knew when we asked for the lease: a leader may have finished since our lookup.
+    try:
+        found = _settled(state, refreshing_until)
+    except (InvalidToken, IdentityUnavailable):
+        if leading:
+            fleet.release(token)
+        raise
+    if found is not None:
+        if leading:
+            fleet.release(token)
+        return found
+    if not leading:
         if refreshing_until is not None:
             return None
-        state = fleet.await_result(token, deadline)
-        if state.entry is not None:
-            return state.entry.identity, state.entry.expires_at
-        _raise_shared(state)
+        found = _settled(fleet.await_result(token, deadline), None)
+        if found is not None:
+            return found
         if time.monotonic() >= deadline:
             raise IdentityUnavailable("Kaizala's identity service did not answer in time. Try again shortly.")
         # The lease ended without a result (its leader failed or died) or Redis failed: ask Kaizala ourselves.
+    return _ask_kaizala(fleet, token, fetch, deadline, rejection_until=rejection_until, lives_until=lives_until)
+
+
+def _ask_kaizala(
+    fleet: FleetCache,
+    token: str,
+    fetch: Callable[[float], Identity],
+    deadline: float,
+    *,
+    rejection_until: float,
+    lives_until: float,
+) -> Resolved:
+    """Call Kaizala (as the fleet's leader, or alone when Redis cannot tell) and share the outcome."""
     try:
         identity = fetch(deadline)
     except InvalidToken:
@@ -66,6 +89,16 @@ def resolve(
         raise
     fleet.store(token, identity, expires_at=lives_until)
     return identity, lives_until  # the same end for this process's copy: it never outlives the fleet's
+
+
+def _settled(state: SharedState, refreshing_until: float | None) -> Resolved | None:
+    """The fleet's identity when it is usable (for a refresh: newer than the entry refreshed); raises for a shared
+    rejection or throttle; None when the fleet does not settle it."""
+    entry = state.entry
+    if entry is not None and (refreshing_until is None or entry.expires_at > refreshing_until):
+        return entry.identity, entry.expires_at
+    _raise_shared(state)
+    return None
 
 
 def _raise_shared(state: SharedState) -> None:

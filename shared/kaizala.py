@@ -15,7 +15,7 @@ from http.cookiejar import DefaultCookiePolicy
 from typing import Any
 
 import requests
-from urllib3.exceptions import HTTPError
+from urllib3.exceptions import HTTPError, MaxRetryError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
 from . import untrusted_json
@@ -92,6 +92,8 @@ class KaizalaClient:
         except (requests.Timeout, DeadlinePassed):
             raise _too_slow() from None
         except requests.RequestException as exc:
+            if _timed_out(exc):  # a read timeout with read retries off reaches us wrapped as a ConnectionError
+                raise _too_slow() from None
             log.warning("kaizala request failed: %s", type(exc).__name__)
             raise IdentityUnavailable() from None
         with response:
@@ -109,6 +111,11 @@ def _new_session_after_fork(client: KaizalaClient) -> None:
             alive.session = build_session()
 
     os.register_at_fork(after_in_child=in_child)
+
+
+def _timed_out(exc: requests.RequestException) -> bool:
+    reason = exc.args[0] if exc.args else None
+    return isinstance(reason, MaxRetryError) and isinstance(reason.reason, TimeoutError | ReadTimeoutError)
 
 
 def _too_slow() -> IdentityUnavailable:

@@ -36,8 +36,7 @@ VERSION = 1
 _NONCE_BYTES = 12
 _TAG_BYTES = 16
 _IDENTITY = b"identity"
-_NAME_LABEL = b"kaizala-auth/fleet/v1/key-name"
-_AEAD_LABEL = b"kaizala-auth/fleet/v1/aes-gcm-key"
+_TOKEN_LABEL = b"kaizala-auth/fleet/v1/key-name+aes-gcm-key"
 _TAG_LABEL = b"kaizala-auth/fleet/v1/user-tag-key"
 _NAMESPACE_LABEL = b"kaizala-auth/fleet/v1/namespace"
 _DEPLOYMENT_LABEL = b"kaizala-auth/fleet/v1/deployment-key/"
@@ -72,9 +71,9 @@ class Sealer:
         self.namespace = "kzc:" + _hkdf(secret, self._salt, _NAMESPACE_LABEL, 6).hex()
 
     def keys(self, token: str) -> TokenKeys:
-        material = token.encode()
-        name = _hkdf(material, self._salt, _NAME_LABEL, 20).hex()
-        return TokenKeys(name=name, aead_key=_hkdf(material, self._salt, _AEAD_LABEL, 32))
+        # One HKDF expansion, split: the name and the key are independent parts of one output (half the cost).
+        derived = _hkdf(token.encode(), self._salt, _TOKEN_LABEL, 20 + 32)
+        return TokenKeys(name=derived[:20].hex(), aead_key=derived[20:])
 
     def user_tag(self, user_id: str) -> str:
         return hmac.new(self._tag_key, user_id.encode(), hashlib.sha256).hexdigest()[:32]

@@ -160,10 +160,11 @@ def test_a_throttle_reaches_every_instance_of_the_deployment_only(make_fleet: Ca
     one, two = make_fleet(), make_fleet()
     other_deployment = make_fleet(secret_=OTHER_SECRET)
     one.throttle(soon(10))
-    throttled = two.lookup(make_jwt()).throttled_until
+    # Read where it matters: by whoever is about to call Kaizala (taking the lease, or waiting on one).
+    throttled = two.try_lead(make_jwt(), 1)[1].throttled_until
     assert throttled is not None
     assert 5 < throttled - time.time() <= 10
-    assert other_deployment.lookup(make_jwt()).throttled_until is None
+    assert other_deployment.try_lead(make_jwt(), 1)[1].throttled_until is None
 
 
 def test_redis_holds_no_token_user_id_name_phone_or_card(
@@ -175,7 +176,7 @@ def test_redis_holds_no_token_user_id_name_phone_or_card(
     for token, who in zip(tokens, people, strict=True):
         fleet.store(token, who, soon())
     for token in tokens[:5]:
-        assert fleet.try_lead(token, 30)  # leases held at the time of the dump
+        assert fleet.try_lead(token, 30)[0]  # leases held at the time of the dump
     fleet.store_rejection(make_jwt(), soon(30))
     fleet.throttle(soon(10))
     dump = server.dump()
@@ -203,8 +204,8 @@ def test_tampered_forged_and_foreign_values_are_misses(
     fleet.store_rejection(rejected, soon(30))
     fleet.throttle(soon(10))
     client = server.client()
-    entry_key = next(k for k in client.scan_iter() if b":e:" in k)
-    rejection_key = next(k for k in client.scan_iter() if b":r:" in k)
+    entry_key = fleet._entry_key(fleet._sealer.keys(token)).encode()
+    rejection_key = fleet._entry_key(fleet._sealer.keys(rejected)).encode()  # a rejection lives in the entry's key
     throttle_key = next(k for k in client.scan_iter() if k.endswith(b":throttle"))
     good = client.get(entry_key)
     assert good is not None
@@ -227,14 +228,14 @@ def test_tampered_forged_and_foreign_values_are_misses(
     for value in forged_values[:-1]:
         client.set(entry_key, value)
         assert fleet.lookup(token).entry is None
-    moved_to = next(k for k in client.scan_iter() if b":e:" in k and k != entry_key)
+    moved_to = fleet._entry_key(fleet._sealer.keys(other_token)).encode()
     client.set(moved_to, good)
     assert fleet.lookup(other_token).entry is None
     # Rejections and the throttle are sealed too: forged ones are ignored.
     client.set(rejection_key, b"\x01" + os.urandom(40))
     client.set(throttle_key, client.get(rejection_key) or b"")
-    state = fleet.lookup(rejected)
-    assert (state.rejected_until, state.throttled_until) == (None, None)
+    assert fleet.lookup(rejected).rejected_until is None
+    assert fleet.try_lead(make_jwt(), 1)[1].throttled_until is None
     # A value of the wrong type is a miss (Redis answers an error), never an exception.
     client.delete(entry_key)
     client.sadd(entry_key, b"x")
@@ -257,7 +258,7 @@ def test_of_many_threads_exactly_one_leads_and_the_others_get_its_result(
     def request(n: int) -> None:
         fleet = instances[n % len(instances)]
         barrier.wait()
-        if fleet.try_lead(token, lease_seconds=10):
+        if fleet.try_lead(token, lease_seconds=10)[0]:
             led.append(n)
             time.sleep(0.2)  # the Kaizala call
             fleet.store(token, person(7), soon())
@@ -280,7 +281,7 @@ def test_of_many_threads_exactly_one_leads_and_the_others_get_its_result(
 def _lead_in_process(url: str, token: str, barrier: Any, queue: Any) -> None:
     fleet = FleetCache(url, SECRET, timeout_ms=1000)
     barrier.wait()
-    if fleet.try_lead(token, lease_seconds=10):
+    if fleet.try_lead(token, lease_seconds=10)[0]:
         time.sleep(0.2)
         fleet.store(token, person(8), soon())
         queue.put(("led", None))
@@ -312,21 +313,21 @@ def test_of_many_processes_exactly_one_leads(server: RedisServer) -> None:
 def test_a_dead_leader_costs_at_most_one_lease(make_fleet: Callable[..., FleetCache]) -> None:
     leader, waiter = make_fleet(), make_fleet()
     token = make_jwt()
-    assert leader.try_lead(token, lease_seconds=0.6)
+    assert leader.try_lead(token, lease_seconds=0.6)[0]
     leader.close()  # dies: never stores, never releases
-    assert not waiter.try_lead(token, lease_seconds=5)
+    assert not waiter.try_lead(token, lease_seconds=5)[0]
     started = time.monotonic()
     state = waiter.await_result(token, deadline=time.monotonic() + 20)
     waited = time.monotonic() - started
     assert state == NOTHING
     assert 0.3 < waited < 0.6 + CALL_BOUND  # until the lease ran out, not the deadline
-    assert waiter.try_lead(token, lease_seconds=5)
+    assert waiter.try_lead(token, lease_seconds=5)[0]
 
 
 def test_nobody_waits_past_the_deadline(make_fleet: Callable[..., FleetCache]) -> None:
     leader, waiter = make_fleet(), make_fleet()
     token = make_jwt()
-    assert leader.try_lead(token, lease_seconds=60)
+    assert leader.try_lead(token, lease_seconds=60)[0]
     started = time.monotonic()
     assert waiter.await_result(token, deadline=time.monotonic() + 0.3) == NOTHING
     assert 0.25 < time.monotonic() - started < 0.3 + CALL_BOUND
@@ -335,19 +336,19 @@ def test_nobody_waits_past_the_deadline(make_fleet: Callable[..., FleetCache]) -
 def test_a_released_lease_lets_a_waiter_lead_at_once(make_fleet: Callable[..., FleetCache]) -> None:
     leader, waiter = make_fleet(), make_fleet()
     token = make_jwt()
-    assert leader.try_lead(token, lease_seconds=60)
+    assert leader.try_lead(token, lease_seconds=60)[0]
     threading.Timer(0.2, leader.release, args=(token,)).start()
     started = time.monotonic()
     assert waiter.await_result(token, deadline=time.monotonic() + 20) == NOTHING
     assert time.monotonic() - started < 0.2 + CALL_BOUND
-    assert waiter.try_lead(token, lease_seconds=5)
+    assert waiter.try_lead(token, lease_seconds=5)[0]
 
 
 def test_a_rejection_or_throttle_ends_the_wait(make_fleet: Callable[..., FleetCache]) -> None:
     leader, waiter = make_fleet(), make_fleet()
     rejected, throttled = make_jwt(), make_jwt()
-    assert leader.try_lead(rejected, 60)
-    assert leader.try_lead(throttled, 60)
+    assert leader.try_lead(rejected, 60)[0]
+    assert leader.try_lead(throttled, 60)[0]
     threading.Timer(0.1, leader.store_rejection, args=(rejected, soon(30))).start()
     assert waiter.await_result(rejected, time.monotonic() + 20).rejected_until is not None
     threading.Timer(0.1, leader.throttle, args=(soon(5),)).start()
@@ -357,11 +358,11 @@ def test_a_rejection_or_throttle_ends_the_wait(make_fleet: Callable[..., FleetCa
 def test_a_late_leader_cannot_end_the_next_leaders_lease(make_fleet: Callable[..., FleetCache]) -> None:
     slow, next_leader, waiter = make_fleet(), make_fleet(), make_fleet()
     token = make_jwt()
-    assert slow.try_lead(token, lease_seconds=0.2)
+    assert slow.try_lead(token, lease_seconds=0.2)[0]
     time.sleep(0.4)
-    assert next_leader.try_lead(token, lease_seconds=60)
+    assert next_leader.try_lead(token, lease_seconds=60)[0]
     slow.release(token)  # too late: not its lease any more
-    assert not waiter.try_lead(token, lease_seconds=60)
+    assert not waiter.try_lead(token, lease_seconds=60)[0]
 
 
 # --- purge ------------------------------------------------------------------------------------------------------
@@ -468,7 +469,7 @@ class Traffic:
             for call in (
                 lambda: self.fleet.lookup(token),
                 lambda: self.fleet.store(token, person(1), soon()),
-                lambda: self.fleet.try_lead(token, 1),
+                lambda: self.fleet.try_lead(token, 1)[0],
             ):
                 started = time.monotonic()
                 try:
@@ -508,7 +509,7 @@ def test_killed_then_restarted_redis_is_skipped_then_used_again(
             time.sleep(1.5)
             assert fleet.breaker.is_open
             assert fleet.lookup(make_jwt()) == NOTHING
-            assert fleet.try_lead(make_jwt(), 5)  # Redis cannot tell: lead locally
+            assert fleet.try_lead(make_jwt(), 5)[0]  # Redis cannot tell: lead locally
             skipped = time.monotonic()
             for _ in range(1000):
                 fleet.lookup(make_jwt())
@@ -554,7 +555,7 @@ def test_flushall_while_waiting_lets_waiters_lead_and_breaks_nothing(
     leader, waiter = make_fleet(), make_fleet()
     token, cached = make_jwt(), make_jwt()
     leader.store(cached, person(1), soon())
-    assert leader.try_lead(token, lease_seconds=60)
+    assert leader.try_lead(token, lease_seconds=60)[0]
     with Traffic(make_fleet()) as traffic:
         threading.Timer(0.2, server.client().flushall).start()
         started = time.monotonic()
@@ -562,7 +563,7 @@ def test_flushall_while_waiting_lets_waiters_lead_and_breaks_nothing(
         assert time.monotonic() - started < 0.2 + CALL_BOUND
     assert not traffic.errors
     assert waiter.lookup(cached) == NOTHING  # flushed: a miss, checked with Kaizala again
-    assert waiter.try_lead(token, 5)
+    assert waiter.try_lead(token, 5)[0]
     assert not warnings_of(caplog)
 
 
