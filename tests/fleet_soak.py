@@ -268,4 +268,4 @@ def table(result: FleetResult) -> str:
             f"{result.redis_keys} / {len(result.leaks)}",
         ),
     ]
-    return soak.table(result.soak, PHASES, extra)
+    return soak.table(result.soak, PHASES, extra, fault="Kaizala fault")

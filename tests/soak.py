@@ -303,8 +303,10 @@ def upstream_bound(result: Result) -> int:
     return int(3 * (result.sequence_bound + result.failures_5xx))
 
 
-def table(result: Result, phases: list[Phase] = PHASES, extra: list[tuple[str, str]] | None = None) -> str:
-    """The README's table; `extra` rows go before the last one (wrong answers)."""
+def table(
+    result: Result, phases: list[Phase] = PHASES, extra: list[tuple[str, str]] | None = None, fault: str = "fault"
+) -> str:
+    """The README's table; `extra` rows go before the last one (wrong answers); `fault` names the stand-in's."""
     faults_injected = sum(result.phase_counts[name] for name, faults, _ in phases if faults)
     rows = [
         ("requests sent", f"{result.requests:,}"),
@@ -313,8 +315,8 @@ def table(result: Result, phases: list[Phase] = PHASES, extra: list[tuple[str, s
             + (", blocked user)" if any(token.kind == "blocked" for token in result.tokens) else ")"),
             str(result.distinct_tokens),
         ),
-        ("fault phases", f"{sum(1 for _, f, _ in phases if f)} ({', '.join(n for n, f, _ in phases if f)})"),
-        ("requests sent while a fault was on", f"{faults_injected:,}"),
+        (f"{fault} phases", f"{sum(1 for _, f, _ in phases if f)} ({', '.join(n for n, f, _ in phases if f)})"),
+        (f"requests sent while a {fault} was on", f"{faults_injected:,}"),
         (
             "answers 200 / 401 / 403",
             " / ".join(
