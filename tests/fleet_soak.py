@@ -97,7 +97,7 @@ class RedisFaults:
             self._repeat(lambda: self.redis.client().flushall(), every=0.3)
         elif action == "kill+restart":
             self.redis.kill()
-            self._repeat(self.redis.start, every=0.9, times=1)
+            self._later(self.redis.start, after=0.9)
         if action and action != "restart" and self._since is None:
             self._since = began
 
@@ -114,16 +114,25 @@ class RedisFaults:
             self.windows.append((self._since, time.monotonic()))
             self._since = None
 
-    def _repeat(self, action: Callable[[], Any], *, every: float, times: int = 1000) -> None:
+    def _repeat(self, action: Callable[[], Any], *, every: float) -> None:
+        """`action` every `every` seconds until the next phase begins."""
         stop = self._stop_repeating
 
         def loop() -> None:
-            for _ in range(times):
-                if stop.wait(every):
-                    return
+            while not stop.wait(every):
                 action()
 
         self._repeating = threading.Thread(target=loop, daemon=True)
+        self._repeating.start()
+
+    def _later(self, action: Callable[[], Any], *, after: float) -> None:
+        """`action` once, `after` seconds from now, whenever the next phase begins (it waits for it)."""
+
+        def run() -> None:
+            time.sleep(after)
+            action()
+
+        self._repeating = threading.Thread(target=run, daemon=True)
         self._repeating.start()
 
 

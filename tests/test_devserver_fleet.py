@@ -194,3 +194,18 @@ def redis_alive(redis: RedisServer) -> bool:
 def stop_with(server: DevServer, signum: int) -> int:
     server.process.send_signal(signum)
     return server.process.wait(30)
+
+
+def test_a_busy_instance_port_names_the_flag_and_stops_everything() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        finished = run_devserver("--instances", "2", "--port", str(port), "--kaizala-port", "0")
+    assert finished.returncode == 2, finished.stderr
+    assert f"port {port} is in use" in finished.stderr
+    assert "--port" in finished.stderr
+    assert "instance 1 (port" in finished.stderr
+    assert "did not start" in finished.stderr
+    assert "devserver ready" not in finished.stdout
+    assert "Traceback" not in finished.stderr
