@@ -201,9 +201,9 @@ def run(
                     with lock:
                         result.wrong.append(f"{token.kind}: no answer ({type(exc).__name__})")
                     continue
-                check(token, response, started, time.monotonic())
+                check(token, response, started, time.monotonic(), apis[sent % len(apis)])
 
-    def check(token: Token, response: requests.Response, started: float, ended: float) -> None:
+    def check(token: Token, response: requests.Response, started: float, ended: float, api: str) -> None:
         try:
             body = response.json()
         except ValueError:
@@ -234,7 +234,7 @@ def run(
             message = body.get("message") if isinstance(body, dict) else None
             problem = (
                 f"{token.kind}: {outcome} during {[phases[i][0] for i in sorted(in_flight)]} "
-                f"after {ended - started:.2f} s: {message}"
+                f"after {ended - started:.2f} s from {api}: {message}"
             )
         elif response.status_code == 200:
             if not isinstance(body, dict) or body.get("id") != token.user_id:
@@ -257,11 +257,13 @@ def run(
     for index, (name, faults, _) in enumerate(phases):
         if on_phase is not None:  # before this phase's Kaizala faults: whatever it takes happens in the last phase
             on_phase(index)
+        # The phase begins before its faults change: a request in between counts under both (the one before by
+        # the deadline's look-back), never under the old phase alone while the new faults are already on.
+        with lock:
+            timeline.append((time.monotonic(), index))
         requests.delete(faults_url, timeout=5)
         if faults:
             requests.put(faults_url, json=faults, timeout=5).raise_for_status()
-        with lock:
-            timeline.append((time.monotonic(), index))
         if index == 0:
             for worker in workers:
                 worker.start()
