@@ -259,7 +259,7 @@ def table(result: FleetResult) -> str:
         ("function host instances (sharing one stand-in and one Redis)", str(INSTANCES)),
         ("Redis fault phases", f"{len(REDIS_FAULTS)} ({', '.join(REDIS_FAULTS)})"),
         (
-            "503s begun during Redis-only faults, Kaizala healthy (each from a request that outlived the deadline)",
+            "503s begun while only Redis failed (each outlived the deadline, or joined a call that did)",
             str(result.slow_503s_redis_only),
         ),
         ("Redis WARNINGs logged by the instances (one per change of state)", str(result.redis_warnings)),
