@@ -24,7 +24,7 @@ $(STAMP): requirements.txt requirements-dev.txt $(REBUILD_VENV)
 rebuild-venv: ;
 
 run: $(STAMP)
-	$(BIN)/python -m devserver$(if $(PORT), --port $(PORT))$(if $(KAIZALA_PORT), --kaizala-port $(KAIZALA_PORT))
+	$(BIN)/python -m devserver$(if $(PORT), --port $(PORT))$(if $(KAIZALA_PORT), --kaizala-port $(KAIZALA_PORT))$(if $(ARGS), $(ARGS))
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

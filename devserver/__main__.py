@@ -11,6 +11,7 @@ from typing import Any
 from shared.settings import SettingsError, current_settings
 
 from .cli import add_fault_arguments, cannot_bind, faults_from, port_number, wait_for_signal, warn_if_exposed
+from .fleet import add_fleet_arguments, fleet_from
 from .functions_host import INVOKE_MODES, FunctionAppError, load_app
 from .kaizala import DEFAULT_PORT as DEFAULT_KAIZALA_PORT
 from .kaizala import KaizalaStandIn
@@ -41,7 +42,7 @@ def load_local_settings(root: Path) -> dict[str, Any]:
     return {}
 
 
-def main(argv: list[str] | None = None) -> int:
+def arguments() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m devserver", description=__doc__)
     parser.add_argument(
         "--host",
@@ -62,7 +63,14 @@ def main(argv: list[str] | None = None) -> int:
         " worker library whenever the Python is 3.13+",
     )
     add_fault_arguments(parser)
+    add_fleet_arguments(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = arguments()
     args = parser.parse_args(argv)
+    fleet = fleet_from(parser, args)  # None: one host in this process, as without --instances/--redis
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     access_log = not args.no_access_log
 
@@ -71,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     except FunctionAppError as exc:
         print(f"devserver: cannot start: {exc}", file=sys.stderr)
         return 2
+    if fleet is not None:
+        fleet.set_environment()
     host_settings = local.get("Host") or {}
     stand_in = KaizalaStandIn(faults=faults_from(args))
     try:
@@ -100,6 +110,17 @@ def main(argv: list[str] | None = None) -> int:
     except FunctionAppError as exc:
         print(f"devserver: cannot start: {exc}", file=sys.stderr)
         return 2
+    if fleet is not None:
+        credentials = bool(host_settings.get("CORSCredentials", False))
+        return fleet.run(
+            app.functions,
+            origins=origins,
+            cors_credentials=credentials,
+            kaizala_base=kaizala_base,
+            kaizala_servers=kaizala_servers,
+            stand_in=stand_in,
+            banner=banner,
+        )
     try:
         api_server = serve(app, args.host, args.port, access_log=access_log)
     except OSError as exc:

@@ -12,14 +12,15 @@ import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
 from shared.settings import SETTING_NAMES
 
 ROOT = Path(__file__).resolve().parent.parent
-_READY = re.compile(r"devserver ready: (?:api=(\S+) )?kaizala=(\S+)")
+# `instances=` (every function host's URL, comma-separated) and `redis=` (host:port) come with --instances/--redis.
+_READY = re.compile(r"devserver ready: (?:api=(\S+) )?kaizala=(\S+)(?: instances=(\S+))?(?: redis=(\S+))?")
 
 
 @dataclass
@@ -29,6 +30,8 @@ class Launched:
     kaizala: str
     stdout_path: Path
     stderr_path: Path
+    apis: list[str] = field(default_factory=list)  # every function host instance's URL; apis[0] == api
+    redis: str = ""  # host:port of the Redis the instances share, when they do
 
     def output(self) -> str:
         return self.stdout_path.read_text(errors="replace") + self.stderr_path.read_text(errors="replace")
@@ -37,6 +40,18 @@ class Launched:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
         return self.process.wait(timeout)
+
+
+def parse_ready(output: str) -> tuple[str, str, list[str], str] | None:
+    """From a devserver's output: (api, kaizala, every instance's API URL, redis host:port); None before ready."""
+    match = _READY.search(output)
+    return None if match is None else ready_fields(match)
+
+
+def ready_fields(match: re.Match[str]) -> tuple[str, str, list[str], str]:
+    api = match.group(1) or ""
+    apis = match.group(3).split(",") if match.group(3) else [api] * bool(api)
+    return api, match.group(2), apis, match.group(4) or ""
 
 
 def environment(overrides: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -77,7 +92,8 @@ def launched_as(
                 raise RuntimeError(f"{module} did not start:\n{stdout_path.read_text()}{stderr_path.read_text()}")
             match = _READY.search(stdout_path.read_text(errors="replace"))
             time.sleep(0.05)
-        running = kind(process, match.group(1) or "", match.group(2), stdout_path, stderr_path)
+        api, kaizala, apis, redis = ready_fields(match)
+        running = kind(process, api, kaizala, stdout_path, stderr_path, apis, redis)
         try:
             yield running
         finally:

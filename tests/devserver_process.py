@@ -20,6 +20,8 @@ class DevServer(Launched):
 
 
 @contextmanager
-def devserver(*args: str, env: Mapping[str, str] | None = None) -> Iterator[DevServer]:
-    with launched_as(DevServer, "devserver", ["--port", "0", "--kaizala-port", "0", *args], env) as running:
+def devserver(*args: str, env: Mapping[str, str] | None = None, startup: float = 20) -> Iterator[DevServer]:
+    """`--instances N` starts N processes: give them `startup` seconds on a loaded machine."""
+    ports = ["--port", "0", "--kaizala-port", "0"]
+    with launched_as(DevServer, "devserver", [*ports, *args], env, startup=startup) as running:
         yield running

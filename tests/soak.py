@@ -10,6 +10,7 @@ import random
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +34,8 @@ ENV = {
 
 # Each phase: the stand-in's faults, and what a request for a token Kaizala would accept may then answer
 # besides its normal outcome (a cache hit still answers normally under any fault).
-PHASES: list[tuple[str, dict[str, Any], set[tuple[int, str]]]] = [
+Phase = tuple[str, dict[str, Any], set[tuple[int, str]]]
+PHASES: list[Phase] = [
     ("none", {}, set()),
     ("latency 40±30 ms", {"latency_ms": 40, "jitter_ms": 30}, set()),
     ("500 on 50%", {"error_rate": 0.5, "error_status": 500}, {(503, "identity_unavailable")}),
@@ -69,22 +71,31 @@ LINGERING = {"429 on 40%": 2.5}
 
 @dataclass
 class Token:
-    kind: str  # valid, expired, forged, disallowed
+    kind: str  # valid, expired, forged, disallowed, blocked (a user in KAIZALA_BLOCKED_USER_IDS)
     value: str
     user_id: str | None
     first_sent: float | None = None  # monotonic times of the first and last request that carried it
     last_sent: float | None = None
+    sends: int = 0
+    slow_503_starts: list[float] = field(default_factory=list)  # requests that outlived the deadline with a 503
 
 
 @dataclass
 class Result:
     phase_counts: Counter[str] = field(default_factory=Counter)
     outcomes: Counter[tuple[str, int, str]] = field(default_factory=Counter)
+    by_phase: Counter[tuple[str, int]] = field(default_factory=Counter)  # (phase a request began in, status)
+    timeline: list[tuple[float, int]] = field(default_factory=list)  # (monotonic start, phase index)
+    tokens: list[Token] = field(default_factory=list)
     wrong: list[str] = field(default_factory=list)
     requests: int = 0
     upstream_calls: int = 0
     failures_5xx: int = 0
-    slow_503s: int = 0  # 503s while no fault was on, because the deadline passed (a loaded machine)
+    slow_503s: int = 0  # 503s while no fault was on, from requests that really outlived the deadline
+    slow_503s_by_phase: Counter[str] = field(default_factory=Counter)  # by the phase the request began in
+    joined_slow_503s: int = 0  # of slow_503s: fast ones from requests that joined a call outliving the deadline
+    # Fast 503s without a fault in flight, judged after the run: (token, start, phase, what is wrong otherwise).
+    unexplained: list[tuple[Token, float, str, str]] = field(default_factory=list)
     distinct_tokens: int = 0
     sequence_bound: float = 0.0  # upstream call sequences the cache may make for the tokens sent (see bound)
     recovered: bool = False
@@ -95,8 +106,8 @@ def _b64(data: bytes) -> str:
 
 
 def new_token(server: DevServer, kind: str, user: str, rng: random.Random) -> Token:
-    if kind == "valid":
-        return Token("valid", server.mint(userId=user), user)
+    if kind in ("valid", "blocked"):
+        return Token(kind, server.mint(userId=user), user)
     if kind == "disallowed":
         return Token("disallowed", server.mint(userId=user, actionPackageId=DISALLOWED_CARD), user)
     header, payload, _ = server.mint(userId=user).split(".")
@@ -113,22 +124,46 @@ def normal_outcome(token: Token) -> set[tuple[int, str]]:
         "expired": {(401, "invalid_token")},
         "forged": {(401, "invalid_token")},
         "disallowed": {(403, "forbidden")},
+        "blocked": {(403, "forbidden")},
     }[token.kind]
 
 
 KINDS = ("valid", "valid", "valid", "expired", "forged", "disallowed")
 
 
-def run(server: DevServer, *, phase_seconds: float = 1.8, threads: int = 12, fresh_share: float = 0.25) -> Result:
-    """`fresh_share` of requests carry a token never seen before, so the cache misses while faults are on."""
+def run(
+    server: DevServer,
+    *,
+    phase_seconds: float = 1.8,
+    threads: int = 12,
+    fresh_share: float = 0.25,
+    phases: list[Phase] = PHASES,
+    kinds: tuple[str, ...] = KINDS,
+    blocked_user: str | None = None,
+    on_phase: Callable[[int], None] | None = None,
+) -> Result:
+    """`fresh_share` of requests carry a token never seen before, so the cache misses while faults are on.
+
+    Each client thread sends its requests round-robin over every function host instance (`server.apis`).
+    `blocked_user` (in KAIZALA_BLOCKED_USER_IDS) gets the "blocked" tokens, and no other kind's. `on_phase(i)` runs
+    as phase i begins, after its Kaizala faults are set (the fleet soak breaks Redis there)."""
     users = [user["id"] for user in requests.get(f"{server.kaizala}/v1/dev/users", timeout=5).json()["users"]]
+    users = [user for user in users if user != blocked_user]
+    apis = server.apis or [server.api]
+
+    def user_for(kind: str, rng: random.Random) -> str:
+        return blocked_user if kind == "blocked" and blocked_user else rng.choice(users)
+
     seed_rng = random.Random(0)
-    tokens = [new_token(server, kind, users[i % len(users)], seed_rng) for i, kind in enumerate(KINDS * 5)]
-    result = Result()
+    tokens = [
+        new_token(server, kind, blocked_user if kind == "blocked" and blocked_user else users[i % len(users)], seed_rng)
+        for i, kind in enumerate(kinds * 5)
+    ]
+    result = Result(tokens=tokens)
     faults_url = f"{server.kaizala}/v1/dev/faults"
     requests.delete(faults_url, timeout=5)
     requests.delete(f"{server.kaizala}/v1/dev/stats", timeout=5)
-    timeline: list[tuple[float, int]] = []  # (monotonic start, phase index)
+    timeline = result.timeline
     lock = threading.Lock()
     stop = threading.Event()
 
@@ -143,10 +178,12 @@ def run(server: DevServer, *, phase_seconds: float = 1.8, threads: int = 12, fre
 
     def client(seed: int) -> None:
         rng = random.Random(seed)
+        sent = seed
         with requests.Session() as session:
             while not stop.is_set():
                 if rng.random() < fresh_share:
-                    token = new_token(server, rng.choice(KINDS), rng.choice(users), rng)
+                    kind = rng.choice(kinds)
+                    token = new_token(server, kind, user_for(kind, rng), rng)
                     with lock:
                         tokens.append(token)
                 else:
@@ -156,9 +193,11 @@ def run(server: DevServer, *, phase_seconds: float = 1.8, threads: int = 12, fre
                 with lock:
                     token.first_sent = token.first_sent or started
                     token.last_sent = started
+                    token.sends += 1
+                sent += 1
                 try:
                     response = session.get(
-                        f"{server.api}/api/ValidateToken",
+                        f"{apis[sent % len(apis)]}/api/ValidateToken",
                         headers={"Authorization": f"Bearer {token.value}"},
                         timeout=10,
                     )
@@ -166,9 +205,9 @@ def run(server: DevServer, *, phase_seconds: float = 1.8, threads: int = 12, fre
                     with lock:
                         result.wrong.append(f"{token.kind}: no answer ({type(exc).__name__})")
                     continue
-                check(token, response, started, time.monotonic())
+                check(token, response, started, time.monotonic(), apis[sent % len(apis)])
 
-    def check(token: Token, response: requests.Response, started: float, ended: float) -> None:
+    def check(token: Token, response: requests.Response, started: float, ended: float, api: str) -> None:  # noqa: PLR0912 - one branch per kind of answer
         try:
             body = response.json()
         except ValueError:
@@ -180,28 +219,36 @@ def run(server: DevServer, *, phase_seconds: float = 1.8, threads: int = 12, fre
             # that call's outcome: the faults in force then count too.
             in_flight = phases_between(started - TIMEOUT_SECONDS - JOIN_SLACK_SECONDS, ended)
             for index in phases_between(started - max(LINGERING.values()), ended):
-                if started - LINGERING.get(PHASES[index][0], 0) <= phase_end(index):
+                if started - LINGERING.get(phases[index][0], 0) <= phase_end(index):
                     in_flight.add(index)
+            began_in = phases[max(phases_between(started, started))][0]
         allowed = set(normal_outcome(token))
         for index in in_flight:
-            allowed |= PHASES[index][2]
+            allowed |= phases[index][2]
         problem = None
         # A healthy Kaizala can still be too slow for the deadline on a loaded machine: a 503 is then the right
-        # answer. It is allowed only to a request that really outlived the deadline, or that says the deadline
-        # passed (a request that joined a call begun earlier gets that call's answer, at that call's deadline),
-        # so the verdict does not depend on machine load, yet any other early 503 is still wrong.
-        message = body.get("message", "") if isinstance(body, dict) else ""
-        slow = outcome == (503, "identity_unavailable") and (
-            ended - started >= TIMEOUT_SECONDS or "did not answer in time" in str(message)
+        # answer. It is allowed only to a request that really outlived the deadline, so the verdict does not
+        # depend on machine load, yet a 503 that came early (a request that waited on nothing) is still wrong.
+        # The same holds for a request that joined (single flight) a call that then outlived the deadline: it gets
+        # that call's 503, however late it joined. Such a fast 503 is judged after the run, when every request
+        # for its token is known: it is right only if one for the same token began up to one deadline before it
+        # and itself outlived the deadline with a 503 (that call's leader).
+        slow = outcome == (503, "identity_unavailable") and ended - started >= TIMEOUT_SECONDS
+        message = body.get("message") if isinstance(body, dict) else None
+        wrong = (
+            f"{token.kind}: {outcome} during {[phases[i][0] for i in sorted(in_flight)]} "
+            f"after {ended - started:.2f} s from {api}: {message}"
         )
         if outcome not in allowed and slow:
             with lock:
                 result.slow_503s += 1
+                result.slow_503s_by_phase[began_in] += 1
+                token.slow_503_starts.append(started)
+        elif outcome not in allowed and outcome == (503, "identity_unavailable"):
+            with lock:
+                result.unexplained.append((token, started, began_in, wrong))
         elif outcome not in allowed:
-            problem = (
-                f"{token.kind}: {outcome} during {[PHASES[i][0] for i in sorted(in_flight)]} "
-                f"after {ended - started:.2f} s: {message}"
-            )
+            problem = wrong
         elif response.status_code == 200:
             if not isinstance(body, dict) or body.get("id") != token.user_id:
                 problem = f"{token.kind}: 200 carried another identity"
@@ -214,17 +261,22 @@ def run(server: DevServer, *, phase_seconds: float = 1.8, threads: int = 12, fre
         with lock:
             result.requests += 1
             result.outcomes[(token.kind, *outcome)] += 1
+            result.by_phase[(began_in, response.status_code)] += 1
             result.failures_5xx += response.status_code >= 500
             if problem:
                 result.wrong.append(problem)
 
     workers = [threading.Thread(target=client, args=(seed,), daemon=True) for seed in range(threads)]
-    for index, (name, faults, _) in enumerate(PHASES):
+    for index, (name, faults, _) in enumerate(phases):
+        if on_phase is not None:  # before this phase's Kaizala faults: whatever it takes happens in the last phase
+            on_phase(index)
+        # The phase begins before its faults change: a request in between counts under both (the one before by
+        # the deadline's look-back), never under the old phase alone while the new faults are already on.
+        with lock:
+            timeline.append((time.monotonic(), index))
         requests.delete(faults_url, timeout=5)
         if faults:
             requests.put(faults_url, json=faults, timeout=5).raise_for_status()
-        with lock:
-            timeline.append((time.monotonic(), index))
         if index == 0:
             for worker in workers:
                 worker.start()
@@ -234,15 +286,21 @@ def run(server: DevServer, *, phase_seconds: float = 1.8, threads: int = 12, fre
     stop.set()
     for worker in workers:
         worker.join(15)
+    for token, started, began_in, wrong in result.unexplained:
+        if any(started - TIMEOUT_SECONDS - JOIN_SLACK_SECONDS <= leader <= started for leader in token.slow_503_starts):
+            result.slow_503s += 1
+            result.joined_slow_503s += 1
+            result.slow_503s_by_phase[began_in] += 1
+        else:
+            result.wrong.append(wrong)
 
-    # Faults are off: a fresh valid token, and one seen during the faults, must both succeed at once.
+    # Faults are off: a fresh valid token, and one seen during the faults, must both succeed at once (everywhere).
     (fresh,) = [server.mint()]
     seen = next(token for token in tokens if token.kind == "valid")
     result.recovered = all(
-        requests.get(
-            f"{server.api}/api/ValidateToken", headers={"Authorization": f"Bearer {value}"}, timeout=5
-        ).status_code
+        requests.get(f"{api}/api/ValidateToken", headers={"Authorization": f"Bearer {value}"}, timeout=5).status_code
         == 200
+        for api in apis
         for value in (fresh, seen.value)
     )
     result.distinct_tokens = len(tokens) + 1
@@ -267,13 +325,20 @@ def upstream_bound(result: Result) -> int:
     return int(3 * (result.sequence_bound + result.failures_5xx))
 
 
-def table(result: Result) -> str:
-    faults_injected = sum(result.phase_counts[name] for name, faults, _ in PHASES if faults)
+def table(
+    result: Result, phases: list[Phase] = PHASES, extra: list[tuple[str, str]] | None = None, fault: str = "fault"
+) -> str:
+    """The README's table; `extra` rows go before the last one (wrong answers); `fault` names the stand-in's."""
+    faults_injected = sum(result.phase_counts[name] for name, faults, _ in phases if faults)
     rows = [
         ("requests sent", f"{result.requests:,}"),
-        ("distinct tokens (valid, expired, forged, disallowed card)", str(result.distinct_tokens)),
-        ("fault phases", f"{sum(1 for _, f, _ in PHASES if f)} ({', '.join(n for n, f, _ in PHASES if f)})"),
-        ("requests sent while a fault was on", f"{faults_injected:,}"),
+        (
+            "distinct tokens (valid, expired, forged, disallowed card"
+            + (", blocked user)" if any(token.kind == "blocked" for token in result.tokens) else ")"),
+            str(result.distinct_tokens),
+        ),
+        (f"{fault} phases", f"{sum(1 for _, f, _ in phases if f)} ({', '.join(n for n, f, _ in phases if f)})"),
+        (f"requests sent while a {fault} was on", f"{faults_injected:,}"),
         (
             "answers 200 / 401 / 403",
             " / ".join(
@@ -290,12 +355,16 @@ def table(result: Result) -> str:
             "expired, forged or disallowed tokens accepted",
             str(sum(n for (kind, status, _), n in result.outcomes.items() if kind != "valid" and status == 200)),
         ),
-        ("503s without a fault, because the deadline passed (machine load)", str(result.slow_503s)),
+        (
+            "503s without a fault, from requests that outlived the deadline (of which joined a call that did)",
+            f"{result.slow_503s} ({result.joined_slow_503s})",
+        ),
         (
             "upstream calls (bound: 3 x (call sequences the cache allows + 5xx answers))",
             f"{result.upstream_calls:,} ≤ {upstream_bound(result):,}",
         ),
         ("first requests after faults stop succeeded", "yes" if result.recovered else "NO"),
+        *(extra or []),
         ("wrong answers", str(len(result.wrong))),
     ]
     lines = ["| soak | figure |", "|---|---|"] + [f"| {name} | {value} |" for name, value in rows]

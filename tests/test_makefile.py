@@ -83,3 +83,10 @@ def test_make_run_takes_the_ports(tmp_path: Path) -> None:
     assert f"{venv}/bin/python -m devserver --port 8071 --kaizala-port 8072" in plan.stdout.splitlines()
     default = make("run", f"PYTHON={sys.executable}", f"VENV={venv}")
     assert f"{venv}/bin/python -m devserver" in default.stdout.splitlines()
+
+
+def test_make_run_passes_args_through(tmp_path: Path) -> None:
+    venv = venv_with_stamp(tmp_path, THIS_PYTHON)
+    plan = make("run", "ARGS=--instances 3 --redis", f"PYTHON={sys.executable}", f"VENV={venv}")
+    assert plan.returncode == 0, plan.stderr
+    assert f"{venv}/bin/python -m devserver --instances 3 --redis" in plan.stdout.splitlines()
