@@ -24,6 +24,7 @@ import requests
 
 from devserver.launch import ROOT, environment, launched
 
+from .fleet import fleet_figures
 from .upstream import mint, upstream_calls
 
 SETTINGS = {
@@ -381,6 +382,7 @@ def main() -> int:
     rows: list[Row] = []
     for figure in (inprocess, upstream_call_counts, refresh_ahead, http_load, memory_flood, cold_start):
         rows += figure()
+    rows += [Row(*fleet_row) for fleet_row in fleet_figures()]  # issue 9: bench/fleet.py
     print(f"Measured on: {machine()}\n")
     print("| figure | measured | target | result |")
     print("|---|---|---|---|")

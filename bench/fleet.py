@@ -1,0 +1,312 @@
+"""The fleet figures of `make bench` (issue 9): the two tiers, in-process cache in front of Redis, side by side with
+the in-process cache alone, in this process against one throwaway `redis-server` and the Kaizala stand-in.
+
+An "instance" is what one function-app instance holds: its own IdentityCache and (with Redis) its own FleetCache,
+the same Redis and the same stand-in for all. Without the `redis-server` binary the figures are skipped, never
+failed. Entry point: `fleet_figures()`, rows as (figure, measured, target, met).
+"""
+
+import gc
+import importlib
+import os
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any, NamedTuple
+
+import azure.functions as func
+
+from devserver.launch import launched
+
+from .upstream import mint, upstream_calls
+
+SECRET = "bench-deployment-secret-0123456789abcdef"  # noqa: S105 - a throwaway Redis; >= 32 chars like the setting
+TIMEOUT_SECONDS = 5.0  # the bench's KAIZALA_TIMEOUT_SECONDS
+CACHE_SECONDS = 300.0
+INSTANCES = 4
+
+
+class FleetRow(NamedTuple):
+    figure: str
+    measured: str
+    target: str
+    met: bool
+
+
+def say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def p99(values: list[float]) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[98]
+
+
+class Instance:
+    """One function-app instance: its own in-process cache and, with `redis_url`, its own Redis connection."""
+
+    def __init__(self, kaizala: str, redis_url: str | None = None, *, local_seconds: float = 30) -> None:
+        from shared.cache import IdentityCache
+        from shared.fleet import FleetCache
+        from shared.kaizala import KaizalaClient
+
+        self.fleet = FleetCache(redis_url, SECRET.encode()) if redis_url else None
+        self.cache = IdentityCache()
+        self.cache.share(self.fleet, local_seconds)
+        self.client = KaizalaClient()
+        self.url = f"{kaizala}/v1/users/me"
+
+    def get(self, token: str) -> str:
+        """The answer's source ("hit", "fleet", "miss", "shared"); raises what the cache raises."""
+        return self.cache.get(
+            token,
+            lambda deadline: self.client.fetch_identity(token, self.url, deadline),
+            seconds=CACHE_SECONDS,
+            timeout=TIMEOUT_SECONDS,
+            max_calls=64,
+            refresh_ahead=False,
+        )[1]
+
+    def close(self) -> None:
+        if self.fleet is not None:
+            self.fleet.close()
+
+
+@contextmanager
+def fleet(kaizala: str, redis_url: str | None, count: int = INSTANCES, **options: float) -> Iterator[list[Instance]]:
+    instances = [Instance(kaizala, redis_url, **options) for _ in range(count)]
+    try:
+        yield instances
+    finally:
+        for instance in instances:
+            instance.close()
+
+
+def _answered(instance: Instance, token: str) -> bool:
+    try:
+        instance.get(token)
+    except Exception:  # noqa: BLE001 - counted as not answered
+        return False
+    return True
+
+
+# --- F1 and F2: Kaizala calls ----------------------------------------------------------------------------------
+
+
+def single_flight(kaizala: str, redis_url: str) -> FleetRow:
+    say("fleet 1/4: 4 instances, 64 concurrent requests for one fresh token, with and without Redis")
+    calls: dict[bool, int] = {}
+    answered: dict[bool, int] = {}
+    for with_redis in (True, False):
+        with fleet(kaizala, redis_url if with_redis else None) as instances:
+            (token,) = mint(kaizala)
+            upstream_calls(kaizala, reset=True)
+            barrier = threading.Barrier(64)
+
+            def at_once(
+                n: int, instances: list[Instance] = instances, token: str = token, barrier: threading.Barrier = barrier
+            ) -> bool:
+                barrier.wait()
+                return _answered(instances[n % INSTANCES], token)
+
+            with ThreadPoolExecutor(64) as pool:
+                answered[with_redis] = sum(pool.map(at_once, range(64)))
+            calls[with_redis] = upstream_calls(kaizala)
+    return FleetRow(
+        "F1 fleet single flight: Kaizala calls, 4 instances, 64 concurrent requests, one fresh token",
+        f"{calls[True]} with Redis vs {calls[False]} without ({answered[True]}/64 and {answered[False]}/64 answered)",
+        "exactly 1 with Redis",
+        calls[True] == 1 and answered[True] == 64 and answered[False] == 64,
+    )
+
+
+def hit_ratio(kaizala: str, redis_url: str) -> FleetRow:
+    say("fleet 2/4: 2,000 requests over 100 tokens round-robin over 4 instances, with and without Redis")
+    calls: dict[bool, int] = {}
+    answered: dict[bool, int] = {}
+    for with_redis in (True, False):
+        with fleet(kaizala, redis_url if with_redis else None) as instances:
+            tokens = mint(kaizala, 100)
+            upstream_calls(kaizala, reset=True)
+
+            # Request i: token i mod 100 on instance (i + i div 100) mod 4, so every token reaches every instance.
+            def one(i: int, instances: list[Instance] = instances, tokens: list[str] = tokens) -> bool:
+                return _answered(instances[(i + i // 100) % INSTANCES], tokens[i % 100])
+
+            with ThreadPoolExecutor(16) as pool:
+                answered[with_redis] = sum(pool.map(one, range(2000)))
+            calls[with_redis] = upstream_calls(kaizala)
+    return FleetRow(
+        "F2 fleet hit ratio: Kaizala calls, 2,000 requests over 100 tokens round-robin over 4 instances",
+        f"{calls[True]} with Redis vs {calls[False]} without "
+        f"({answered[True]}/2000 and {answered[False]}/2000 answered)",
+        "100 with Redis",
+        calls[True] == 100 and answered[True] == 2000 and answered[False] == 2000,
+    )
+
+
+# --- F3: the cost of a Redis hit ---------------------------------------------------------------------------------
+
+
+@contextmanager
+def app_settings(**settings: str) -> Iterator[None]:
+    saved = dict(os.environ)
+    os.environ.update(settings)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def redis_hit_cost(kaizala: str, redis_url: str, rounds: int = 300, batch: int = 20) -> FleetRow:
+    say("fleet 3/4: in-process miss served from Redis vs 401 floor + one Redis PING (interleaved, medians)")
+    import redis
+
+    import ValidateToken
+    from shared import auth
+    from shared.settings import FleetSettings
+
+    settings = {
+        "KAIZALA_IDENTITY_URL": f"{kaizala}/v1/users/me",
+        "KAIZALA_ALLOWED_ACTION_PACKAGE_IDS": "com.contoso.productpicker",
+        "KAIZALA_ALLOWED_USER_IDS": "",
+        "TOKEN_CACHE_SECONDS": str(int(CACHE_SECONDS)),
+        "TOKEN_REFRESH_AHEAD": "1",
+        "TOKEN_CACHE_REDIS_URL": redis_url,
+        "TOKEN_CACHE_REDIS_SECRET": SECRET,
+        "TOKEN_CACHE_LOCAL_SECONDS": "30",
+    }
+    ping_client = redis.Redis(
+        connection_pool=redis.BlockingConnectionPool.from_url(redis_url, max_connections=4, timeout=1)
+    )
+    with app_settings(**settings):
+        (token,) = mint(kaizala)
+
+        def req(token: str | None) -> func.HttpRequest:
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            return func.HttpRequest("GET", "http://localhost/api/ValidateToken", headers=headers, body=b"")
+
+        anonymous, carrying = req(None), req(token)
+        upstream_calls(kaizala, reset=True)
+        assert ValidateToken.main(carrying).status_code == 200  # Kaizala once; now in Redis and in memory
+        ping_client.ping()
+
+        floor: list[float] = []
+        ping: list[float] = []
+        served: list[float] = []
+        statuses: set[int] = set()
+        clock = time.perf_counter
+        gc.collect()
+        gc.disable()  # as timeit does: a collection lands on whichever sample runs then
+        try:
+            for _ in range(rounds):  # interleaved, so load from elsewhere hits the three alike
+                for _ in range(batch):
+                    began = clock()
+                    ValidateToken.main(anonymous)
+                    floor.append(clock() - began)
+                for _ in range(batch):
+                    began = clock()
+                    ping_client.ping()
+                    ping.append(clock() - began)
+                for _ in range(batch):
+                    auth.clear_cache()  # untimed: the next request misses in process and reads Redis
+                    began = clock()
+                    statuses.add(ValidateToken.main(carrying).status_code)
+                    served.append(clock() - began)
+        finally:
+            gc.enable()
+        calls = upstream_calls(kaizala)
+        auth._fleet(FleetSettings())  # close this process's Redis connection (the settings change back)
+    ping_client.close()
+    f, p, s = (statistics.median(values) * 1e6 for values in (floor, ping, served))
+    ratio = s / (f + p)
+    return FleetRow(
+        "F3 in-process miss served from Redis / (401 floor + one Redis PING)",
+        f"{ratio:.2f}x ({s:.0f} µs / ({f:.1f} µs + {p:.0f} µs), medians of {rounds * batch})",
+        "≤ 1.5x",
+        ratio <= 1.5 and statuses == {200} and calls == 1,
+    )
+
+
+# --- F4: Redis down ---------------------------------------------------------------------------------------------
+
+
+def _paced_p99(instance: Instance, tokens: list[str], seconds: float, every: float) -> tuple[float, int]:
+    """One request every `every` s, round-robin over `tokens`, for `seconds`: p99 latency (ms), failures."""
+    latencies: list[float] = []
+    failures = 0
+    start = time.monotonic()
+    for i in range(int(seconds / every)):
+        delay = start + i * every - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        began = time.perf_counter()
+        failures += not _answered(instance, tokens[i % len(tokens)])
+        latencies.append((time.perf_counter() - began) * 1000)
+    return p99(latencies), failures
+
+
+def redis_outage(kaizala: str, server: Any, seconds: float = 4.0) -> FleetRow:
+    say(
+        f"fleet 4/4: p99 of 16 cached users, TOKEN_CACHE_LOCAL_SECONDS=1, a request every 2 ms for {seconds:g} s: "
+        "no Redis, Redis up, Redis down (breaker open)"
+    )
+    figures: dict[str, tuple[float, int, int]] = {}  # phase: p99 ms, failures, Kaizala calls
+    for phase in ("no Redis", "up", "down"):
+        with fleet(kaizala, None if phase == "no Redis" else server.url, count=1, local_seconds=1) as (instance,):
+            tokens = mint(kaizala, 16)
+            for token in tokens:  # cached users: in memory (and in Redis) before the measurement
+                instance.get(token)
+            if phase == "down":
+                server.kill()
+                assert instance.fleet is not None
+                while not instance.fleet.breaker.is_open:  # a few failed lookups open it
+                    instance.fleet.lookup(tokens[0])
+            upstream_calls(kaizala, reset=True)
+            p99_ms, failures = _paced_p99(instance, tokens, seconds, 0.002)
+            figures[phase] = (p99_ms, failures, upstream_calls(kaizala))
+    base, up, down = figures["no Redis"], figures["up"], figures["down"]
+    ratio = down[0] / base[0]
+    return FleetRow(
+        "F4 p99 of cached users, Redis down (skipped) vs up vs no Redis",
+        f"{down[0]:.2f} ms down vs {up[0]:.2f} ms up vs {base[0]:.3f} ms without Redis ({ratio:.1f}x); "
+        f"Kaizala calls {down[2]} / {up[2]} / {base[2]}, failures {down[1] + up[1] + base[1]}",
+        "down ≤ 1.5x no Redis",
+        ratio <= 1.5 and down[1] + up[1] + base[1] == 0,
+    )
+
+
+def fleet_figures() -> list[FleetRow]:
+    """Every fleet figure, or one row saying they were skipped (no `redis-server` binary)."""
+    # The tests' throwaway redis-server (free loopback port, no persistence, stopped afterwards); imported by name
+    # because mypy checks bench/ strictly and tests/ not at all.
+    throwaway = importlib.import_module("tests.redis_server")
+    if throwaway.REDIS_SERVER is None:
+        say("fleet figures: skipped: no redis-server (apt-get install redis-server)")
+        return [FleetRow("F1-F4 fleet figures (Redis)", "skipped: no redis-server", "—", True)]
+    rows: list[FleetRow] = []
+    with (
+        launched("devserver.kaizala", ["--port", "0", "--latency-ms", "50"]) as stand_in,
+        throwaway.redis_server() as server,
+    ):
+        kaizala = stand_in.kaizala
+        steps: list[Callable[[], FleetRow]] = [
+            lambda: single_flight(kaizala, server.url),
+            lambda: hit_ratio(kaizala, server.url),
+            lambda: redis_hit_cost(kaizala, server.url),
+            lambda: redis_outage(kaizala, server),  # last: it kills the server
+        ]
+        for step in steps:
+            if server.process is not None:
+                server.client().flushall()
+            rows.append(step())
+    return rows
+
+
+if __name__ == "__main__":
+    for row in fleet_figures():
+        print("| " + " | ".join([row.figure, row.measured, row.target, "pass" if row.met else "**miss**"]) + " |")
