@@ -1,9 +1,11 @@
-"""The fleet figures of `make bench` (issue 9): the two tiers, in-process cache in front of Redis, side by side with
-the in-process cache alone, in this process against one throwaway `redis-server` and the Kaizala stand-in.
+"""The fleet figures of `make bench` (issue 9): the in-process cache in front of Redis, side by side with the
+in-process cache alone, against throwaway `redis-server`s (free loopback port, no persistence, stopped afterwards)
+and the Kaizala stand-in.
 
-An "instance" is what one function-app instance holds: its own IdentityCache and (with Redis) its own FleetCache,
-the same Redis and the same stand-in for all. Without the `redis-server` binary the figures are skipped, never
-failed. Entry point: `fleet_figures()`, rows as (figure, measured, target, met).
+F1-F3 run in this process: an "instance" is what one function-app instance holds, its own IdentityCache and (with
+Redis) its own FleetCache, the same Redis and stand-in for all. F4 runs real host processes (`python -m devserver`)
+over HTTP. Without the `redis-server` binary the figures are skipped, never failed. Entry point: `fleet_figures()`,
+rows as (figure, measured, target, met).
 """
 
 import gc
