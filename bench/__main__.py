@@ -25,6 +25,7 @@ import requests
 from devserver import worker_host
 from devserver.launch import ROOT, environment, launched
 
+from .fleet import fleet_figures
 from .upstream import mint, upstream_calls
 
 SETTINGS = {
@@ -464,6 +465,7 @@ def main() -> int:
     for figure in (inprocess, worker_path, upstream_call_counts, refresh_ahead, http_load, memory_flood, cold_start):
         rows += figure()
     rows.sort(key=lambda row: int(re.match(r"\d+", row.figure).group()))  # type: ignore[union-attr]
+    rows += [Row(*fleet_row) for fleet_row in fleet_figures()]  # issue 9 (bench/fleet.py), after the numbered ones
     print(f"Measured on: {machine()}\n")
     print("| figure | measured | target | result |")
     print("|---|---|---|---|")
