@@ -166,7 +166,7 @@ def app_settings(**settings: str) -> Iterator[None]:
 
 
 def redis_hit_cost(kaizala: str, redis_url: str, rounds: int = 1200, batch: int = 5) -> FleetRow:
-    say("fleet 3/4: in-process miss served from Redis vs 401 floor + one Redis PING (interleaved, medians)")
+    say("fleet 3/4: in-process miss served from Redis vs 401 floor + one Redis GET of it (interleaved, medians)")
     import redis
 
     import ValidateToken
@@ -196,6 +196,11 @@ def redis_hit_cost(kaizala: str, redis_url: str, rounds: int = 1200, batch: int 
         anonymous, carrying = req(None), req(token)
         upstream_calls(kaizala, reset=True)
         assert ValidateToken.main(carrying).status_code == 200  # Kaizala once; now in Redis and in memory
+        # The round trip a Redis hit cannot avoid: one GET of the token's entry, through the app's own connection
+        # pool, issued from the same thread; what a hit costs beyond floor + this is decryption and bookkeeping.
+        fleet = auth._fleet_in_use[1]
+        assert fleet is not None
+        entry_key = fleet._entry_key(fleet._sealer.keys(token))
         ping_client.ping()
 
         floor: list[float] = []
@@ -213,7 +218,7 @@ def redis_hit_cost(kaizala: str, redis_url: str, rounds: int = 1200, batch: int 
                     floor.append(clock() - began)
                 for _ in range(batch):
                     began = clock()
-                    ping_client.ping()
+                    fleet._redis.get(entry_key)
                     ping.append(clock() - began)
                 for _ in range(batch):
                     auth.clear_cache()  # untimed: the next request misses in process and reads Redis
@@ -228,7 +233,7 @@ def redis_hit_cost(kaizala: str, redis_url: str, rounds: int = 1200, batch: int 
     f, p, s = (statistics.median(values) * 1e6 for values in (floor, ping, served))
     ratio = s / (f + p)
     return FleetRow(
-        "F3 in-process miss served from Redis / (401 floor + one Redis PING)",
+        "F3 in-process miss served from Redis / (401 floor + one Redis GET round trip)",
         f"{ratio:.2f}x ({s:.0f} µs / ({f:.1f} µs + {p:.0f} µs), medians of {rounds * batch})",
         "≤ 1.5x",
         ratio <= 1.5 and statuses == {200} and calls == 1,

@@ -150,7 +150,8 @@ class IdentityCache:
                     del entries[key]
 
     def _entries(self, maxsize: int) -> "TLRUCache[str, _Entry]":
-        return TLRUCache(maxsize, ttu=lambda _key, entry, _now: entry.expires_at, timer=self._timer)
+        # Kept until the identity's end in every tier; `_entry` decides whether this process's copy still serves.
+        return TLRUCache(maxsize, ttu=lambda _key, entry, _now: entry.lives_until, timer=self._timer)
 
     def clear(self) -> None:
         """Forget every identity, rejection and Kaizala throttle (tests call it between cases)."""
@@ -201,7 +202,9 @@ class IdentityCache:
         with self._lock:
             entry = self._entry(key, seconds)
             refresh = None
-            if entry is not None and refresh_ahead and self._timer() >= entry.refresh_at:
+            if entry is not None and (
+                (refresh_ahead and self._timer() >= entry.refresh_at) or self._timer() >= entry.expires_at
+            ):
                 due = _Call(key, token, fetch, _Lifetime(seconds, entry.not_after), deadline, admit, waiters=None)
                 refresh = self._claim_refresh(due, entry, max_calls)
         if entry is not None:
@@ -235,7 +238,15 @@ class IdentityCache:
         entry = self._admitted.get(key)
         if entry is None:
             entry = self._refused.get(key)
-        return entry if entry is not None and entry.stored_at + seconds > self._timer() else None
+        now = self._timer()
+        if entry is None or entry.stored_at + seconds <= now:
+            return None
+        if now < entry.expires_at:
+            return entry
+        # This process's copy outlived TOKEN_CACHE_LOCAL_SECONDS. While Redis is skipped (it failed) it still
+        # serves, as it would without Redis, and the hit re-checks it in the background; otherwise: ask Redis.
+        fleet = self._fleet
+        return entry if fleet is not None and fleet.breaker.is_open else None
 
     def _join_or_claim(self, call: _Call, waiters: "Future[Identity]", max_calls: int) -> "Identity | Future[Identity]":
         """Under the lock: the cached identity, the call already in flight for the key, or (claimed: a slot is
@@ -303,7 +314,8 @@ class IdentityCache:
             call.lifetime.expires_at(self._timer()) <= entry.lives_until  # a refresh must be able to extend it
             or call.key in self._refreshing
             or call.key in self._calls
-            or len(self._refreshing) >= MAX_REFRESHES
+            # A copy past its local life (served only while Redis is skipped) is re-checked within the whole cap.
+            or len(self._refreshing) >= (MAX_REFRESHES if self._timer() < entry.expires_at else max_calls)
             or self._busy >= max_calls
             or self._throttled_until > time.monotonic()
         ):

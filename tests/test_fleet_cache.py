@@ -316,3 +316,27 @@ def test_a_lease_written_without_expiry_makes_nobody_wait(fleet_of, server) -> N
             assert time.monotonic() - started < 0.5
         finally:
             fresh.fleet.close()
+
+
+def test_while_redis_is_skipped_an_expired_local_copy_serves_and_is_rechecked_in_the_background(
+    fleet_of, own_server
+) -> None:
+    """As without Redis: a cached user is answered at once; the copy past TOKEN_CACHE_LOCAL_SECONDS is checked
+    with Kaizala again in the background (what a purge this instance may have missed asks for)."""
+    with upstream_server(lambda _n, _t: Reply(body=identity_payload(), delay=0.3)) as up:
+        (instance,) = fleet_of(1, up.url, redis=own_server, local_seconds=1)
+        token = make_jwt()
+        instance.get(token)
+        own_server.kill()
+        for _ in range(4):  # Redis fails a few times: the breaker opens
+            instance.get(make_jwt())
+        assert instance.fleet.breaker.is_open
+        calls = up.count
+        time.sleep(1.1)  # the cached user's local copy is past its local life
+        started = time.monotonic()
+        identity, source = instance.get(token)
+        assert (identity.id, source) == ("user-1", "hit")
+        assert time.monotonic() - started < 0.3  # not the 0.3 s Kaizala call
+        assert wait_for(lambda: up.count == calls + 1 and instance.cache.in_flight() == 0, 3)  # re-checked once
+        assert instance.get(token)[1] == "hit"
+        assert up.count == calls + 1
