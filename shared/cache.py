@@ -199,6 +199,7 @@ class IdentityCache:
         """
         deadline = time.monotonic() + timeout
         key = hashlib.sha256(token.encode()).hexdigest()
+        fleet = self._fleet
         with self._lock:
             entry = self._entry(key, seconds)
             refresh = None
@@ -207,22 +208,21 @@ class IdentityCache:
             ):
                 due = _Call(key, token, fetch, _Lifetime(seconds, entry.not_after), deadline, admit, waiters=None)
                 refresh = self._claim_refresh(due, entry, max_calls)
+            # Nothing here, nor in flight, nor refused: the fleet may know (one Redis round trip, made below).
+            ask_fleet = entry is None and fleet is not None and key not in self._calls and key not in self._rejections
+            purges = self._purges
         if entry is not None:
             if refresh is not None:
                 self._start(refresh)
             return entry.identity, "hit"
         lifetime = _Lifetime(seconds, not_after())
+        if ask_fleet and fleet is not None and deadline - time.monotonic() > fleet.timeout:
+            shared = _Call(key, token, fetch, lifetime, deadline, admit, waiters=None)
+            identity = self._adopt(shared, fleet.lookup(token), purges)
+            if identity is not None:
+                return identity, "fleet"
         waiters: Future[Identity] = Future()
         call = _Call(key, token, fetch, lifetime, deadline, admit, waiters)
-        fleet = self._fleet
-        if fleet is not None and deadline - time.monotonic() > fleet.timeout:
-            with self._lock:
-                known = self._known(call)
-                purges = self._purges
-            if known is None:  # nothing here or in flight here: the fleet may know (one Redis round trip)
-                known = self._adopt(call, fleet.lookup(token), purges)
-                if isinstance(known, Identity):
-                    return known, "fleet"
         with self._lock:
             found = self._join_or_claim(call, waiters, max_calls)
         if isinstance(found, Identity):
