@@ -63,8 +63,10 @@ def authenticate(req: func.HttpRequest, *, accept_body_token: bool = False) -> I
     except ApiError as exc:
         log.info("token refused: %s after %.0f ms", exc.code, _ms_since(started))
         raise
-    if source in ("hit", "fleet"):
-        log.debug("token accepted from cache (%s): user %s", source, identity.id)
+    if source == "hit":
+        log.debug("token accepted from cache: user %s", identity.id)
+    elif source == "fleet":
+        log.info("token accepted from the fleet's cache (fleet): user %s", identity.id)
     else:
         log.info("token checked with kaizala (%s): user %s in %.0f ms", source, identity.id, _ms_since(started))
     refused = policy.refusal(identity, settings)

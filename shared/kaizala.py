@@ -92,7 +92,9 @@ class KaizalaClient:
         except (requests.Timeout, DeadlinePassed):
             raise _too_slow() from None
         except requests.RequestException as exc:
-            if _timed_out(exc):  # a read timeout with read retries off reaches us wrapped as a ConnectionError
+            # A read timeout (with read retries off) reaches us wrapped as a ConnectionError; a read cut off at
+            # the deadline as a broken connection: both mean "too slow", not "failed".
+            if _timed_out(exc) or time.monotonic() >= deadline:
                 raise _too_slow() from None
             log.warning("kaizala request failed: %s", type(exc).__name__)
             raise IdentityUnavailable() from None
