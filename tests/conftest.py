@@ -1,7 +1,11 @@
 import logging
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.redis_server import RedisServer
 
 import shared
 from tests.helpers import CARD_ID, SECRETS
@@ -69,3 +73,21 @@ def settings_env(monkeypatch: pytest.MonkeyPatch) -> None:
     # the cap on upstream calls is raised here and tested on its own (test_limits.py).
     monkeypatch.setenv("KAIZALA_MAX_CONCURRENT_CALLS", "64")
     shared.clear_cache()
+
+
+@pytest.fixture(scope="module")
+def redis_db() -> Iterator["RedisServer"]:
+    """A real redis-server on a free loopback port, shared by a module's tests (they flush it as they need)."""
+    from tests.redis_server import redis_server
+
+    with redis_server() as running:
+        yield running
+
+
+@pytest.fixture
+def own_redis() -> Iterator["RedisServer"]:
+    """A redis-server of the test's own, for tests that kill, restart or pause it."""
+    from tests.redis_server import redis_server
+
+    with redis_server() as running:
+        yield running

@@ -1,4 +1,4 @@
-"""FleetCache against a real redis-server: what it shares, what Redis holds, single flight across threads and
+"""FleetCache against a real redis-redis_db: what it shares, what Redis holds, single flight across threads and
 processes, purges through the CLI, and Redis failing (killed, restarted, paused, flushed) while calls are in flight.
 
 Timing assertions carry wide headroom (a loaded 2-core machine): they tell "bounded by the op timeout" from "hung".
@@ -24,7 +24,7 @@ from shared.identity import Identity
 from shared.sealing import Sealer
 from shared.settings import FleetSettings
 from tests.helpers import make_jwt, secret
-from tests.redis_server import OTHER_SECRET, SECRET, RedisServer, redis_server, require_redis
+from tests.redis_server import OTHER_SECRET, SECRET, RedisServer, require_redis
 
 require_redis()
 
@@ -35,28 +35,15 @@ CALL_BOUND = 1.0  # a call's worst case under failure: 100 ms timeout, plus a lo
 OPEN_SECONDS = 0.5
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[RedisServer]:
-    with redis_server() as running:
-        yield running
-
-
 @pytest.fixture
-def own_server() -> Iterator[RedisServer]:
-    """A server of the test's own, for tests that kill, restart or pause it."""
-    with redis_server() as running:
-        yield running
-
-
-@pytest.fixture
-def make_fleet(server: RedisServer) -> Iterator[Callable[..., FleetCache]]:
-    server.client().flushall()
+def make_fleet(redis_db: RedisServer) -> Iterator[Callable[..., FleetCache]]:
+    redis_db.client().flushall()
     made: list[FleetCache] = []
 
     def make(url: str | None = None, secret_: bytes = SECRET, **options: Any) -> FleetCache:
         options.setdefault("timeout_ms", TIMEOUT_MS)
         options.setdefault("open_seconds", OPEN_SECONDS)
-        fleet = FleetCache(url or server.url, secret_, **options)
+        fleet = FleetCache(url or redis_db.url, secret_, **options)
         made.append(fleet)
         return fleet
 
@@ -107,7 +94,7 @@ def assert_one_warning_per_change(caplog: pytest.LogCaptureFixture, port: int) -
 
 
 def test_an_identity_stored_by_one_instance_is_found_by_another(
-    make_fleet: Callable[..., FleetCache], server: RedisServer
+    make_fleet: Callable[..., FleetCache], redis_db: RedisServer
 ) -> None:
     one, two = make_fleet(), make_fleet()
     token = make_jwt()
@@ -120,15 +107,17 @@ def test_an_identity_stored_by_one_instance_is_found_by_another(
     assert state.entry.expires_at == expires_at
     assert (state.rejected_until, state.throttled_until) == (None, None)
     # Redis forgets it no later than the entry's own end.
-    (key,) = [k for k in server.client().scan_iter() if b":e:" in k]
-    assert 0 < server.client().pttl(key) <= 120_000
+    (key,) = [k for k in redis_db.client().scan_iter() if b":e:" in k]
+    assert 0 < redis_db.client().pttl(key) <= 120_000
     assert two.lookup(make_jwt()) == NOTHING
 
 
-def test_an_already_expired_identity_is_not_stored(make_fleet: Callable[..., FleetCache], server: RedisServer) -> None:
+def test_an_already_expired_identity_is_not_stored(
+    make_fleet: Callable[..., FleetCache], redis_db: RedisServer
+) -> None:
     fleet = make_fleet()
     fleet.store(make_jwt(), person(1), time.time() - 1)
-    assert server.client().dbsize() == 0
+    assert redis_db.client().dbsize() == 0
 
 
 def test_rejections_are_shared_and_bounded(make_fleet: Callable[..., FleetCache]) -> None:
@@ -168,7 +157,7 @@ def test_a_throttle_reaches_every_instance_of_the_deployment_only(make_fleet: Ca
 
 
 def test_redis_holds_no_token_user_id_name_phone_or_card(
-    make_fleet: Callable[..., FleetCache], server: RedisServer
+    make_fleet: Callable[..., FleetCache], redis_db: RedisServer
 ) -> None:
     fleet = make_fleet()
     tokens = [make_jwt() for _ in range(30)]
@@ -179,7 +168,7 @@ def test_redis_holds_no_token_user_id_name_phone_or_card(
         assert fleet.try_lead(token, 30)[0]  # leases held at the time of the dump
     fleet.store_rejection(make_jwt(), soon(30))
     fleet.throttle(soon(10))
-    dump = server.dump()
+    dump = redis_db.dump()
     assert len(dump) >= 30 + 30 + 5 + 1  # entries, user indexes, leases, rejection (+ throttle)
     blob = b"\n".join(key + b"=" + b"|".join(values) for key, values in dump.items())
     forbidden: list[str] = []
@@ -195,7 +184,7 @@ def test_redis_holds_no_token_user_id_name_phone_or_card(
 
 
 def test_tampered_forged_and_foreign_values_are_misses(
-    make_fleet: Callable[..., FleetCache], server: RedisServer
+    make_fleet: Callable[..., FleetCache], redis_db: RedisServer
 ) -> None:
     fleet = make_fleet()
     token = make_jwt()
@@ -203,7 +192,7 @@ def test_tampered_forged_and_foreign_values_are_misses(
     fleet.store(token, person(1), soon())
     fleet.store_rejection(rejected, soon(30))
     fleet.throttle(soon(10))
-    client = server.client()
+    client = redis_db.client()
     entry_key = fleet._entry_key(fleet._sealer.keys(token)).encode()
     rejection_key = fleet._entry_key(fleet._sealer.keys(rejected)).encode()  # a rejection lives in the entry's key
     throttle_key = next(k for k in client.scan_iter() if k.endswith(b":throttle"))
@@ -291,15 +280,15 @@ def _lead_in_process(url: str, token: str, barrier: Any, queue: Any) -> None:
     fleet.close()
 
 
-def test_of_many_processes_exactly_one_leads(server: RedisServer) -> None:
-    server.client().flushall()
+def test_of_many_processes_exactly_one_leads(redis_db: RedisServer) -> None:
+    redis_db.client().flushall()
     context = multiprocessing.get_context("spawn")
     processes = 5
     barrier = context.Barrier(processes)
     queue = context.Queue()
     token = make_jwt()
     workers = [
-        context.Process(target=_lead_in_process, args=(server.url, token, barrier, queue)) for _ in range(processes)
+        context.Process(target=_lead_in_process, args=(redis_db.url, token, barrier, queue)) for _ in range(processes)
     ]
     for worker in workers:
         worker.start()
@@ -368,8 +357,8 @@ def test_a_late_leader_cannot_end_the_next_leaders_lease(make_fleet: Callable[..
 # --- purge ------------------------------------------------------------------------------------------------------
 
 
-def run_purge(server: RedisServer, *args: str, secret_: bytes = SECRET) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "TOKEN_CACHE_REDIS_URL": server.url, "TOKEN_CACHE_REDIS_SECRET": secret_.decode()}
+def run_purge(redis_db: RedisServer, *args: str, secret_: bytes = SECRET) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "TOKEN_CACHE_REDIS_URL": redis_db.url, "TOKEN_CACHE_REDIS_SECRET": secret_.decode()}
     return subprocess.run(
         [sys.executable, "-m", "shared.purge", *args], env=env, capture_output=True, text=True, timeout=60, check=False
     )
@@ -384,7 +373,7 @@ class Heard:
 
 
 def test_purge_user_reaches_every_subscriber_and_removes_the_users_entries(
-    make_fleet: Callable[..., FleetCache], server: RedisServer
+    make_fleet: Callable[..., FleetCache], redis_db: RedisServer
 ) -> None:
     one, two = make_fleet(), make_fleet()
     heard_one, heard_two = Heard(), Heard()
@@ -396,7 +385,7 @@ def test_purge_user_reaches_every_subscriber_and_removes_the_users_entries(
     for token in alice_tokens:
         one.store(token, person(1), soon())
     one.store(bob_token, person(2), soon())
-    result = run_purge(server, "--user", person(1).id)
+    result = run_purge(redis_db, "--user", person(1).id)
     done = time.monotonic()
     assert result.returncode == 0, result.stderr
     assert "purged 2 shared identities of that user" in result.stdout
@@ -411,7 +400,7 @@ def test_purge_user_reaches_every_subscriber_and_removes_the_users_entries(
 
 
 def test_purge_all_reaches_subscribers_and_empties_the_shared_cache(
-    make_fleet: Callable[..., FleetCache], server: RedisServer
+    make_fleet: Callable[..., FleetCache], redis_db: RedisServer
 ) -> None:
     fleet = make_fleet()
     other_deployment = make_fleet(secret_=OTHER_SECRET)
@@ -423,7 +412,7 @@ def test_purge_all_reaches_subscribers_and_empties_the_shared_cache(
         fleet.store(token, person(n), soon())
     kept = make_jwt()
     other_deployment.store(kept, person(9), soon())
-    result = run_purge(server, "--all")
+    result = run_purge(redis_db, "--all")
     assert result.returncode == 0, result.stderr
     assert "purged 5 shared identities" in result.stdout
     assert wait_for(lambda: bool(heard.tags), 1.0)
@@ -432,7 +421,7 @@ def test_purge_all_reaches_subscribers_and_empties_the_shared_cache(
     assert other_deployment.lookup(kept).entry is not None  # another deployment's keys are not ours to purge
 
 
-def test_purge_cli_refuses_bad_settings_and_reports_an_unreachable_redis(server: RedisServer) -> None:
+def test_purge_cli_refuses_bad_settings_and_reports_an_unreachable_redis(redis_db: RedisServer) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TOKEN_CACHE_REDIS")}
     command = [sys.executable, "-m", "shared.purge", "--all"]
     unset = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
@@ -497,15 +486,15 @@ def shares(fleet: FleetCache) -> bool:
 
 
 def test_killed_then_restarted_redis_is_skipped_then_used_again(
-    own_server: RedisServer, caplog: pytest.LogCaptureFixture
+    own_redis: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="kaizala_auth")
-    fleet = FleetCache(own_server.url, SECRET, timeout_ms=TIMEOUT_MS, open_seconds=OPEN_SECONDS)
+    fleet = FleetCache(own_redis.url, SECRET, timeout_ms=TIMEOUT_MS, open_seconds=OPEN_SECONDS)
     try:
         assert shares(fleet)
         with Traffic(fleet) as traffic:
             time.sleep(0.3)
-            own_server.kill()
+            own_redis.kill()
             time.sleep(1.5)
             assert fleet.breaker.is_open
             assert fleet.lookup(make_jwt()) == NOTHING
@@ -514,7 +503,7 @@ def test_killed_then_restarted_redis_is_skipped_then_used_again(
             for _ in range(1000):
                 fleet.lookup(make_jwt())
             open_cost = (time.monotonic() - skipped) / 1000
-            own_server.start()
+            own_redis.start()
             assert wait_for(lambda: not fleet.breaker.is_open, OPEN_SECONDS + 5)
             time.sleep(0.3)
         assert not traffic.errors
@@ -523,19 +512,19 @@ def test_killed_then_restarted_redis_is_skipped_then_used_again(
         assert shares(fleet)
     finally:
         fleet.close()
-    assert_one_warning_per_change(caplog, own_server.port)
+    assert_one_warning_per_change(caplog, own_redis.port)
 
 
 def test_a_paused_redis_costs_each_call_at_most_the_timeout(
-    own_server: RedisServer, caplog: pytest.LogCaptureFixture
+    own_redis: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="kaizala_auth")
-    fleet = FleetCache(own_server.url, SECRET, timeout_ms=TIMEOUT_MS, open_seconds=OPEN_SECONDS)
+    fleet = FleetCache(own_redis.url, SECRET, timeout_ms=TIMEOUT_MS, open_seconds=OPEN_SECONDS)
     try:
         assert shares(fleet)
         with Traffic(fleet) as traffic:
             time.sleep(0.2)
-            own_server.pause(2.0)
+            own_redis.pause(2.0)
             time.sleep(1.0)
             assert fleet.breaker.is_open
             assert wait_for(lambda: not fleet.breaker.is_open, 2.0 + OPEN_SECONDS + 5)
@@ -545,11 +534,11 @@ def test_a_paused_redis_costs_each_call_at_most_the_timeout(
         assert shares(fleet)
     finally:
         fleet.close()
-    assert_one_warning_per_change(caplog, own_server.port)
+    assert_one_warning_per_change(caplog, own_redis.port)
 
 
 def test_flushall_while_waiting_lets_waiters_lead_and_breaks_nothing(
-    make_fleet: Callable[..., FleetCache], server: RedisServer, caplog: pytest.LogCaptureFixture
+    make_fleet: Callable[..., FleetCache], redis_db: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="kaizala_auth")
     leader, waiter = make_fleet(), make_fleet()
@@ -557,7 +546,7 @@ def test_flushall_while_waiting_lets_waiters_lead_and_breaks_nothing(
     leader.store(cached, person(1), soon())
     assert leader.try_lead(token, lease_seconds=60)[0]
     with Traffic(make_fleet()) as traffic:
-        threading.Timer(0.2, server.client().flushall).start()
+        threading.Timer(0.2, redis_db.client().flushall).start()
         started = time.monotonic()
         assert waiter.await_result(token, deadline=time.monotonic() + 20) == NOTHING
         assert time.monotonic() - started < 0.2 + CALL_BOUND
@@ -567,17 +556,17 @@ def test_flushall_while_waiting_lets_waiters_lead_and_breaks_nothing(
     assert not warnings_of(caplog)
 
 
-def test_the_subscription_survives_a_restart_and_then_says_forget_everything(own_server: RedisServer) -> None:
-    fleet = FleetCache(own_server.url, SECRET, timeout_ms=TIMEOUT_MS, open_seconds=OPEN_SECONDS)
+def test_the_subscription_survives_a_restart_and_then_says_forget_everything(own_redis: RedisServer) -> None:
+    fleet = FleetCache(own_redis.url, SECRET, timeout_ms=TIMEOUT_MS, open_seconds=OPEN_SECONDS)
     heard = Heard()
     try:
         fleet.subscribe(heard)
         assert fleet.subscribed.wait(10)
-        own_server.restart()
+        own_redis.restart()
         assert wait_for(lambda: None in [tag for _, tag in heard.tags], 10)  # purges may have been missed: forget all
         assert fleet.subscribed.wait(10)
         heard.tags.clear()
-        own_server.client().publish(f"{Sealer(SECRET).namespace}:purge", fleet.user_tag("u-9"))
+        own_redis.client().publish(f"{Sealer(SECRET).namespace}:purge", fleet.user_tag("u-9"))
         assert wait_for(lambda: bool(heard.tags), 1.0)
         assert heard.tags[0][1] == fleet.user_tag("u-9")
     finally:

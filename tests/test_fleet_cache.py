@@ -1,4 +1,4 @@
-"""The two tiers together: instances (an IdentityCache and its FleetCache each) sharing one real redis-server and one
+"""The two tiers together: instances (an IdentityCache and its FleetCache each) sharing one real redis-redis_db and one
 real upstream on 127.0.0.1. One Kaizala call per token for the fleet, shared rejections and throttle, bounded
 staleness, purges, refresh-ahead once for the fleet, and Redis failing without failing a request.
 """
@@ -20,7 +20,7 @@ from shared.errors import IdentityUnavailable, InvalidToken
 from shared.fleet import FleetCache
 from shared.kaizala import Identity, KaizalaClient
 from tests.helpers import CARD_ID, Reply, identity_payload, json_of, make_jwt, request, upstream_server
-from tests.redis_server import SECRET, RedisServer, redis_server, require_redis
+from tests.redis_server import SECRET, RedisServer, require_redis
 
 require_redis()
 
@@ -50,25 +50,13 @@ class Instance:
         )
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[RedisServer]:
-    with redis_server() as running:
-        yield running
-
-
 @pytest.fixture
-def own_server() -> Iterator[RedisServer]:
-    with redis_server() as running:
-        yield running
-
-
-@pytest.fixture
-def fleet_of(server: RedisServer) -> Iterator[Callable[..., list[Instance]]]:
-    server.client().flushall()
+def fleet_of(redis_db: RedisServer) -> Iterator[Callable[..., list[Instance]]]:
+    redis_db.client().flushall()
     made: list[Instance] = []
 
     def make(count: int, upstream_url: str, redis: RedisServer | None = None, **options: float) -> list[Instance]:
-        instances = [Instance((redis or server).url, upstream_url, **options) for _ in range(count)]
+        instances = [Instance((redis or redis_db).url, upstream_url, **options) for _ in range(count)]
         made.extend(instances)
         return instances
 
@@ -138,12 +126,12 @@ def test_a_429_stops_every_instances_misses_while_hits_keep_answering(fleet_of) 
         assert up.count == calls
 
 
-def test_a_value_tampered_with_in_redis_is_checked_with_kaizala_again_never_accepted(fleet_of, server) -> None:
+def test_a_value_tampered_with_in_redis_is_checked_with_kaizala_again_never_accepted(fleet_of, redis_db) -> None:
     with upstream_server(lambda _n, _t: Reply(body=identity_payload())) as up:
         first, second = fleet_of(2, up.url)
         token = make_jwt()
         first.get(token)
-        client = server.client()
+        client = redis_db.client()
         for key in client.scan_iter(count=1000):
             if client.type(key) == b"string":
                 value = bytearray(client.get(key) or b"")
@@ -154,7 +142,7 @@ def test_a_value_tampered_with_in_redis_is_checked_with_kaizala_again_never_acce
         assert up.count == 2
 
 
-def test_local_copies_live_at_most_local_seconds_then_read_the_fleet_again(fleet_of, server) -> None:
+def test_local_copies_live_at_most_local_seconds_then_read_the_fleet_again(fleet_of, redis_db) -> None:
     with upstream_server(lambda _n, _t: Reply(body=identity_payload())) as up:
         (instance,) = fleet_of(1, up.url, local_seconds=1)
         token = make_jwt()
@@ -162,14 +150,14 @@ def test_local_copies_live_at_most_local_seconds_then_read_the_fleet_again(fleet
         assert instance.get(token)[1] == "hit"
         time.sleep(1.1)
         assert instance.get(token)[1] == "fleet"  # its local copy expired; Redis still had it
-        server.client().flushall()  # the fleet's entry is gone (a purge this instance missed, say)
+        redis_db.client().flushall()  # the fleet's entry is gone (a purge this instance missed, say)
         assert instance.get(token)[1] == "hit"  # stale for at most local_seconds...
         time.sleep(1.1)
         assert instance.get(token)[1] == "miss"  # ...then checked with Kaizala again
         assert up.count == 2
 
 
-def test_a_purge_reaches_every_instance_within_a_second(fleet_of, server) -> None:
+def test_a_purge_reaches_every_instance_within_a_second(fleet_of, redis_db) -> None:
     with upstream_server(lambda _n, t: Reply(body=identity_payload("user-p" if t == purged else "user-k"))) as up:
         purged, kept = make_jwt(), make_jwt()
         instances = fleet_of(3, up.url)
@@ -178,7 +166,7 @@ def test_a_purge_reaches_every_instance_within_a_second(fleet_of, server) -> Non
             instance.get(kept)
         assert wait_for(lambda: all(i.fleet.subscribed.is_set() for i in instances), 5)
         calls = up.count
-        env = {"TOKEN_CACHE_REDIS_URL": server.url, "TOKEN_CACHE_REDIS_SECRET": SECRET.decode(), "PATH": ""}
+        env = {"TOKEN_CACHE_REDIS_URL": redis_db.url, "TOKEN_CACHE_REDIS_SECRET": SECRET.decode(), "PATH": ""}
         command = [sys.executable, "-m", "shared.purge", "--user", "user-p"]
         done = subprocess.run(command, check=False, cwd=ROOT, env=env, capture_output=True, timeout=30)
         purged_at = time.monotonic()
@@ -212,18 +200,18 @@ def test_refresh_ahead_refreshes_an_entry_once_for_the_fleet(fleet_of) -> None:
         assert up.count == 2
 
 
-def test_redis_killed_then_restarted_never_fails_a_request_and_sharing_resumes(fleet_of, own_server) -> None:
+def test_redis_killed_then_restarted_never_fails_a_request_and_sharing_resumes(fleet_of, own_redis) -> None:
     with upstream_server(lambda _n, _t: Reply(body=identity_payload())) as up:
-        first, second = fleet_of(2, up.url, redis=own_server)
+        first, second = fleet_of(2, up.url, redis=own_redis)
         cached = make_jwt()
         first.get(cached)
-        own_server.kill()
+        own_redis.kill()
         for _ in range(20):  # Redis down: each instance answers from its memory or from Kaizala
             started = time.monotonic()
             assert first.get(cached)[0].id == "user-1"
             assert second.get(make_jwt())[0].id == "user-1"
             assert time.monotonic() - started < 1.0
-        own_server.start()
+        own_redis.start()
         token = make_jwt()
         assert wait_for(lambda: first.get(make_jwt()) is not None and first.fleet.breaker.allow(), 3)
         time.sleep(0.6)  # the breaker's open period: the next call probes and finds Redis back
@@ -231,10 +219,10 @@ def test_redis_killed_then_restarted_never_fails_a_request_and_sharing_resumes(f
         assert wait_for(lambda: second.get(token)[1] in ("fleet", "hit"), 3)  # shared again
 
 
-def test_redis_paused_costs_a_request_at_most_its_timeout(fleet_of, own_server) -> None:
+def test_redis_paused_costs_a_request_at_most_its_timeout(fleet_of, own_redis) -> None:
     with upstream_server(lambda _n, _t: Reply(body=identity_payload())) as up:
-        (instance,) = fleet_of(1, up.url, redis=own_server)
-        own_server.pause(2)
+        (instance,) = fleet_of(1, up.url, redis=own_redis)
+        own_redis.pause(2)
         for _ in range(5):
             started = time.monotonic()
             assert instance.get(make_jwt())[0].id == "user-1"
@@ -246,11 +234,11 @@ def test_redis_paused_costs_a_request_at_most_its_timeout(fleet_of, own_server) 
 
 
 @pytest.fixture
-def with_redis(monkeypatch, server: RedisServer) -> RedisServer:
-    server.client().flushall()
-    monkeypatch.setenv("TOKEN_CACHE_REDIS_URL", server.url)
+def with_redis(monkeypatch, redis_db: RedisServer) -> RedisServer:
+    redis_db.client().flushall()
+    monkeypatch.setenv("TOKEN_CACHE_REDIS_URL", redis_db.url)
     monkeypatch.setenv("TOKEN_CACHE_REDIS_SECRET", SECRET.decode())
-    yield server
+    yield redis_db
     monkeypatch.delenv("TOKEN_CACHE_REDIS_URL")
     ValidateToken.main(request())  # the next request closes this test's Redis connection
 
@@ -299,17 +287,17 @@ def test_with_caching_off_the_fleets_lease_is_still_given_back(fleet_of) -> None
         assert up.count == 2
 
 
-def test_a_lease_written_without_expiry_makes_nobody_wait(fleet_of, server) -> None:
+def test_a_lease_written_without_expiry_makes_nobody_wait(fleet_of, redis_db) -> None:
     """Someone with write access to Redis cannot block a token: a lease that no instance wrote is ignored."""
     with upstream_server(lambda _n, _t: Reply(body=identity_payload())) as up:
         (instance,) = fleet_of(1, up.url)
         token = make_jwt()
         instance.get(token)  # its keys now exist; the lease key is the entry key with another kind
-        client = server.client()
+        client = redis_db.client()
         (entry_key,) = [key for key in client.scan_iter(count=1000) if b":e:" in key]
         client.set(entry_key.replace(b":e:", b":l:"), b"someone else")  # no expiry
         client.delete(entry_key)
-        fresh = Instance(server.url, up.url)
+        fresh = Instance(redis_db.url, up.url)
         try:
             started = time.monotonic()
             assert fresh.get(token)[0].id == "user-1"
@@ -319,15 +307,15 @@ def test_a_lease_written_without_expiry_makes_nobody_wait(fleet_of, server) -> N
 
 
 def test_while_redis_is_skipped_an_expired_local_copy_serves_and_is_rechecked_in_the_background(
-    fleet_of, own_server
+    fleet_of, own_redis
 ) -> None:
     """As without Redis: a cached user is answered at once; the copy past TOKEN_CACHE_LOCAL_SECONDS is checked
     with Kaizala again in the background (what a purge this instance may have missed asks for)."""
     with upstream_server(lambda _n, _t: Reply(body=identity_payload(), delay=0.3)) as up:
-        (instance,) = fleet_of(1, up.url, redis=own_server, local_seconds=1)
+        (instance,) = fleet_of(1, up.url, redis=own_redis, local_seconds=1)
         token = make_jwt()
         instance.get(token)
-        own_server.kill()
+        own_redis.kill()
         for _ in range(4):  # Redis fails a few times: the breaker opens
             instance.get(make_jwt())
         assert instance.fleet.breaker.is_open
