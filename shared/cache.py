@@ -4,11 +4,13 @@
 - Two tiers when Redis is configured (`share`): this process's cache in front, the fleet's behind it. A local miss
   asks Redis before Kaizala; a Redis miss leads (or waits for) one Kaizala call for the whole fleet and stores the
   result in both tiers. Local copies then live at most `local_seconds` and never past the fleet's entry, and a
-  purge published by `python -m shared.purge` drops them at once.
+  purge published by `python -m shared.purge` drops them at once. While Redis is skipped (it failed), a copy past
+  `local_seconds` still serves, as without Redis, and the hit re-checks it with Kaizala in the background.
 - Caches the identity, not the verdict: the allowlists are applied to every request by the policy. Identities the
   policy refused when they were fetched live in a bounded cache of their own, so a flood of valid tokens for
   another card cannot push allowed users out.
-- An entry lives `TOKEN_CACHE_SECONDS`, never past the token's own `exp` (wall clock, like `exp` itself).
+- An entry lives `TOKEN_CACHE_SECONDS` (a lower setting applies at once), never past the token's own `exp` (wall
+  clock, like `exp` itself).
 - Tokens Kaizala rejected are remembered briefly, in a separate bounded cache. Upstream failures are never cached.
 - Single flight: concurrent misses for one key share one upstream call. Each call runs on a daemon thread of its
   own; every request waits for it at most until its own deadline, then answers `identity_unavailable`.
@@ -19,7 +21,8 @@
   entry then expires normally). No request ever waits for a refresh.
 - Kaizala's 429 is respected: until its Retry-After has passed, misses answer `identity_unavailable` with the
   time left and nothing is sent upstream (hits are still answered).
-- Fork-safe: a forked child starts with no calls in flight (their threads do not exist in the child).
+- Fork-safe: a forked child starts with no calls in flight (their threads do not exist in the child); the Kaizala
+  client gives it its own connections too (`shared.kaizala`).
 """
 
 import hashlib
