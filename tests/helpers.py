@@ -21,6 +21,16 @@ CARD_ID = "com.contoso.productpicker"
 OTHER_CARD_ID = "com.fabrikam.othercard"
 
 
+def wait_for(condition: Callable[[], bool], seconds: float) -> bool:
+    """Poll `condition` until it holds or `seconds` pass; its last answer."""
+    give_up = time.monotonic() + seconds
+    while time.monotonic() < give_up:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return condition()
+
+
 def secret(value: str) -> str:
     SECRETS.add(value)
     return value

@@ -23,7 +23,7 @@ from shared.fleet import NOTHING, FleetCache, SharedState
 from shared.identity import Identity
 from shared.sealing import Sealer
 from shared.settings import FleetSettings
-from tests.helpers import make_jwt, secret
+from tests.helpers import make_jwt, secret, wait_for
 from tests.redis_server import OTHER_SECRET, SECRET, RedisServer, require_redis
 
 require_redis()
@@ -64,15 +64,6 @@ def person(n: int, card: str = "com.contoso.productpicker") -> Identity:
 
 def soon(seconds: float = 600) -> float:
     return time.time() + seconds
-
-
-def wait_for(condition: Callable[[], bool], seconds: float) -> bool:
-    give_up = time.monotonic() + seconds
-    while time.monotonic() < give_up:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return condition()
 
 
 def warnings_of(caplog: pytest.LogCaptureFixture) -> list[str]:

@@ -19,7 +19,7 @@ from shared.cache import IdentityCache
 from shared.errors import IdentityUnavailable, InvalidToken
 from shared.fleet import FleetCache
 from shared.kaizala import Identity, KaizalaClient
-from tests.helpers import CARD_ID, Reply, identity_payload, json_of, make_jwt, request, upstream_server
+from tests.helpers import CARD_ID, Reply, identity_payload, json_of, make_jwt, request, upstream_server, wait_for
 from tests.redis_server import SECRET, RedisServer, require_redis
 
 require_redis()
@@ -63,15 +63,6 @@ def fleet_of(redis_db: RedisServer) -> Iterator[Callable[..., list[Instance]]]:
     yield make
     for instance in made:
         instance.fleet.close()
-
-
-def wait_for(condition: Callable[[], bool], seconds: float) -> bool:
-    give_up = time.monotonic() + seconds
-    while time.monotonic() < give_up:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return condition()
 
 
 def test_concurrent_first_requests_on_four_instances_make_one_kaizala_call(fleet_of) -> None:
