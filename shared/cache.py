@@ -278,15 +278,13 @@ class IdentityCache:
         if entry is not None:
             return entry.identity
         if call.key in self._rejections:
-            raise InvalidToken("Kaizala rejected this token moments ago. Get a new one and try again.")
+            raise InvalidToken.remembered()
         in_flight = self._calls.get(call.key)
         if in_flight is not None:
             return in_flight
         throttled_for = self._throttled_until - time.monotonic()
         if throttled_for > 0:
-            raise IdentityUnavailable(
-                "Kaizala asked us to slow down. Try again shortly.", retry_after=math.ceil(throttled_for)
-            )
+            raise KaizalaThrottled.holding(math.ceil(throttled_for))
         return None
 
     def _adopt(self, call: _Call, state: "SharedState", purges: int) -> Identity | None:
@@ -298,12 +296,12 @@ class IdentityCache:
             with self._lock:
                 self._forget_identity(call.key)
                 self._rejections[call.key] = min(state.rejected_until, now + REJECTION_SECONDS)
-            raise InvalidToken("Kaizala rejected this token moments ago. Get a new one and try again.")
+            raise InvalidToken.remembered()
         if state.throttled_until is not None:
             seconds = math.ceil(state.throttled_until - now)
             with self._lock:
                 self._throttled_until = max(self._throttled_until, time.monotonic() + seconds)
-            raise IdentityUnavailable("Kaizala asked us to slow down. Try again shortly.", retry_after=seconds)
+            raise KaizalaThrottled.holding(seconds)
         if state.entry is None:
             return None
         with self._lock:
@@ -449,7 +447,7 @@ def _wait(call: "Future[Identity]", deadline: float) -> Identity:
     try:
         return call.result(timeout=max(0.0, deadline - time.monotonic()))
     except TimeoutError:
-        raise IdentityUnavailable("Kaizala's identity service did not answer in time. Try again shortly.") from None
+        raise IdentityUnavailable.too_slow() from None
 
 
 def _fail(call: _Call, exc: BaseException) -> None:

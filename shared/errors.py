@@ -50,6 +50,11 @@ class InvalidToken(ApiError):
     def headers(self) -> dict[str, str]:
         return {"WWW-Authenticate": f'{BEARER_CHALLENGE}, error="invalid_token"'}
 
+    @classmethod
+    def remembered(cls) -> "InvalidToken":
+        """Kaizala's rejection of this token, remembered (here or by the fleet) instead of asked again."""
+        return cls("Kaizala rejected this token moments ago. Get a new one and try again.")
+
 
 class Forbidden(ApiError):
     status = 403
@@ -87,7 +92,17 @@ class IdentityUnavailable(ApiError):
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after)}
 
+    @classmethod
+    def too_slow(cls) -> "IdentityUnavailable":
+        """The validation's deadline passed."""
+        return cls("Kaizala's identity service did not answer in time. Try again shortly.")
+
 
 class KaizalaThrottled(IdentityUnavailable):
     """Kaizala answered 429: no miss is sent to it again until its Retry-After has passed (cache hits still are
     answered). Callers see the same `identity_unavailable` with the remaining Retry-After."""
+
+    @classmethod
+    def holding(cls, seconds: int) -> "KaizalaThrottled":
+        """A 429 received earlier (here or by the fleet) still holds for `seconds`."""
+        return cls("Kaizala asked us to slow down. Try again shortly.", retry_after=seconds)

@@ -60,7 +60,7 @@ def resolve(
         if found is not None:
             return found
         if time.monotonic() >= deadline:
-            raise IdentityUnavailable("Kaizala's identity service did not answer in time. Try again shortly.")
+            raise IdentityUnavailable.too_slow()
         # The lease ended without a result (its leader failed or died) or Redis failed: ask Kaizala ourselves.
     return _ask_kaizala(fleet, token, fetch, deadline, rejection_until=rejection_until, lives_until=lives_until)
 
@@ -105,9 +105,6 @@ def _raise_shared(state: SharedState) -> None:
     if state is NOTHING:
         return
     if state.rejected_until is not None:
-        raise InvalidToken("Kaizala rejected this token moments ago. Get a new one and try again.")
+        raise InvalidToken.remembered()
     if state.throttled_until is not None:
-        raise KaizalaThrottled(
-            "Kaizala asked us to slow down. Try again shortly.",
-            retry_after=max(1, math.ceil(state.throttled_until - time.time())),
-        )
+        raise KaizalaThrottled.holding(max(1, math.ceil(state.throttled_until - time.time())))

@@ -73,7 +73,7 @@ class KaizalaClient:
                 return self._fetch(token, url, deadline)
             except ApiError:
                 if connections.cut:  # whatever a cut-off read looked like, the answer is: too slow
-                    raise _too_slow() from None
+                    raise IdentityUnavailable.too_slow() from None
                 raise
 
     def _fetch(self, token: str, url: str, deadline: float) -> Identity:
@@ -90,12 +90,12 @@ class KaizalaClient:
                 stream=True,  # the body is read here, bounded in size and by the deadline
             )
         except (requests.Timeout, DeadlinePassed):
-            raise _too_slow() from None
+            raise IdentityUnavailable.too_slow() from None
         except requests.RequestException as exc:
             # A read timeout (with read retries off) reaches us wrapped as a ConnectionError; a read cut off at
             # the deadline as a broken connection: both mean "too slow", not "failed".
             if _timed_out(exc) or time.monotonic() >= deadline:
-                raise _too_slow() from None
+                raise IdentityUnavailable.too_slow() from None
             log.warning("kaizala request failed: %s", type(exc).__name__)
             raise IdentityUnavailable() from None
         with response:
@@ -120,10 +120,6 @@ def _timed_out(exc: requests.RequestException) -> bool:
     return isinstance(reason, MaxRetryError) and isinstance(reason.reason, TimeoutError | ReadTimeoutError)
 
 
-def _too_slow() -> IdentityUnavailable:
-    return IdentityUnavailable("Kaizala's identity service did not answer in time. Try again shortly.")
-
-
 def _read_body(response: requests.Response, deadline: float) -> bytes | None:
     """The whole body, or None when it is larger than MAX_BODY_BYTES. Read to its end whatever the status, so the
     connection goes back to the pool; given up (and the connection closed) at the deadline."""
@@ -136,7 +132,7 @@ def _read_body(response: requests.Response, deadline: float) -> bytes | None:
                 return None  # not drained: `with response` closes this connection instead of pooling it
             chunks.append(chunk)
             if time.monotonic() >= deadline:
-                raise _too_slow()
+                raise IdentityUnavailable.too_slow()
     except (HTTPError, OSError) as exc:  # cut mid-body, a read timeout, a body that does not decode
         log.warning("kaizala answer broke off: %s", type(exc).__name__)
         raise IdentityUnavailable() from None
