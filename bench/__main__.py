@@ -334,15 +334,7 @@ def memory_flood(count: int = 100_000) -> list[Row]:
     say(f"5/7 memory: {count:,} distinct random tokens rejected by the stand-in")
     with launched("devserver.kaizala", ["--port", "0"]) as stand_in:
         kaizala = stand_in.kaizala
-        output = subprocess.run(  # noqa: S603 - our own module
-            [sys.executable, "-m", "bench.flood", kaizala, str(count)],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-            env=environment(SETTINGS),
-        ).stdout
-    result = json.loads(output)
+        result = _json_from("bench.flood", kaizala, str(count))
     growth_mb = (result["peak_kib"] - result["baseline_kib"]) / 1024
     bound = result["max_entries"]
     return [
@@ -388,9 +380,10 @@ def cold_start(rounds: int = 15) -> list[Row]:
 # --- 7. through Microsoft's worker library (Python 3.13+) ---------------------------------------------------------
 
 
-def _worker_run(*args: str) -> dict[str, float]:
+def _json_from(module: str, *args: str) -> dict[str, float]:
+    """Run `python -m module args` in a fresh process (with the benchmark's settings) and read its JSON line."""
     output = subprocess.run(  # noqa: S603 - our own module
-        [sys.executable, "-m", "bench.worker_path", *args],
+        [sys.executable, "-m", module, *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -414,7 +407,7 @@ def worker_path(rounds: int = 15) -> list[Row]:
         say("7/7 worker library: skipped, it runs on Python 3.13+ only")
         return []
     say("7/7 through azure-functions-runtime-v1: per-invocation cost, cold start vs a one-line app")
-    cost = _worker_run("invoke")
+    cost = _json_from("bench.worker_path", "invoke")
     MEASURED["function_us"] = cost["cached_us"]  # the local host runs functions through the worker here
     with tempfile.TemporaryDirectory() as folder:
         (Path(folder) / "Hello").mkdir()
@@ -423,8 +416,8 @@ def worker_path(rounds: int = 15) -> list[Row]:
         (Path(folder) / "host.json").write_text('{"version": "2.0"}')
         ours, one_line = [], []
         for _ in range(rounds):  # interleaved, so drift on a noisy machine hits both alike
-            one_line.append(_worker_run("cold", folder, "Hello")["ms"])
-            ours.append(_worker_run("cold", str(ROOT), "ValidateToken")["ms"])
+            one_line.append(_json_from("bench.worker_path", "cold", folder, "Hello")["ms"])
+            ours.append(_json_from("bench.worker_path", "cold", str(ROOT), "ValidateToken")["ms"])
     per_call = cost["cached_us"] / cost["floor_us"]
     ours_ms, one_line_ms = statistics.median(ours), statistics.median(one_line)
     cold = ours_ms / one_line_ms
