@@ -11,6 +11,7 @@ from typing import Any
 from shared.settings import SettingsError, current_settings
 
 from .cli import add_fault_arguments, cannot_bind, faults_from, port_number, wait_for_signal, warn_if_exposed
+from .entra import add_entra_arguments
 from .fleet import add_fleet_arguments, fleet_from
 from .functions_host import INVOKE_MODES, FunctionAppError, load_app
 from .kaizala import DEFAULT_PORT as DEFAULT_KAIZALA_PORT
@@ -63,6 +64,7 @@ def arguments() -> argparse.ArgumentParser:
         " worker library whenever the Python is 3.13+",
     )
     add_fault_arguments(parser)
+    add_entra_arguments(parser)
     add_fleet_arguments(parser)
     return parser
 
