@@ -26,6 +26,7 @@ from devserver import worker_host
 from devserver.launch import ROOT, environment, launched
 
 from .fleet import fleet_figures
+from .teams import teams_figures
 from .upstream import mint, upstream_calls
 
 SETTINGS = {
@@ -459,6 +460,7 @@ def main() -> int:
         rows += figure()
     rows.sort(key=lambda row: int(re.match(r"\d+", row.figure).group()))  # type: ignore[union-attr]
     rows += [Row(*fleet_row) for fleet_row in fleet_figures()]  # issue 9 (bench/fleet.py), after the numbered ones
+    rows += [Row(*teams_row) for teams_row in teams_figures()]  # issue 11 (bench/teams.py)
     print(f"Measured on: {machine()}\n")
     print("| figure | measured | target | result |")
     print("|---|---|---|---|")

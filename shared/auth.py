@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, overload
 import azure.functions as func
 
 from . import policy, tokens
-from .cache import Fetch, IdentityCache
+from .cache import Fetch, IdentityCache, cache_key
 from .errors import ApiError, InternalError
 from .identity import TEAMS, Identity
 from .responses import error_response
@@ -51,7 +51,8 @@ def authenticate(req: func.HttpRequest, *, accept_body_token: bool = False) -> I
 
     started = time.perf_counter()
     try:
-        checked_by, fetch, renew = _provider_for(token, settings)
+        key = cache_key(token)
+        checked_by, fetch, renew = _provider_for(token, key, settings)
         checked_by.resize(settings.cache_max_entries)
         checked_by.share(_fleet(settings.fleet), settings.fleet.local_cache_seconds)
         identity, source = checked_by.get(
@@ -63,6 +64,7 @@ def authenticate(req: func.HttpRequest, *, accept_body_token: bool = False) -> I
             not_after=lambda: tokens.expiry(token, renew=renew),
             refresh_ahead=settings.refresh_ahead,
             admit=lambda checked: policy.allows(checked, settings),
+            key=key,
         )
     except ApiError as exc:
         log.info("token refused: %s after %.0f ms", exc.code, _ms_since(started))
@@ -81,18 +83,26 @@ def authenticate(req: func.HttpRequest, *, accept_body_token: bool = False) -> I
     return identity
 
 
-def _provider_for(token: str, settings: Settings) -> tuple[IdentityCache, Fetch, str]:
+def _provider_for(token: str, key: str, settings: Settings) -> tuple[IdentityCache, Fetch, str]:
     """Which provider checks `token`: its cache, the check itself, and how a caller gets a new token. What the
-    token says about itself picks the provider and grants nothing: the provider checks everything."""
+    token says about itself picks the provider and grants nothing: the provider checks everything. A token one
+    provider has already checked stays with it, unread (the policy still runs on every request)."""
+    kaizala = cache, lambda deadline: _kaizala().fetch_identity(token, settings.identity_url, deadline), tokens.RENEW
     teams_settings = settings.teams
-    if teams_settings is not None:
-        from . import teams  # noqa: PLC0415 - PyJWT and the key client load only when Teams is configured
+    if teams_settings is None or cache.holds(key):
+        return kaizala
+    from . import teams  # noqa: PLC0415 - PyJWT and the key client load only when Teams is configured
 
-        issuer = teams.entra_issuer(token)
-        if issuer is not None:
-            teams.allowed_tenant(issuer, teams_settings)  # a tenant we never trust: 403 before any key fetch
-            return teams_cache, lambda deadline: _teams().verify(token, teams_settings, deadline), teams.RENEW
-    return cache, lambda deadline: _kaizala().fetch_identity(token, settings.identity_url, deadline), tokens.RENEW
+    def verify(deadline: float) -> Identity:
+        return _teams().verify(token, teams_settings, deadline)
+
+    if teams_cache.holds(key):
+        return teams_cache, verify, teams.RENEW
+    issuer = teams.entra_issuer(token)
+    if issuer is None:
+        return kaizala
+    teams.allowed_tenant(issuer, teams_settings)  # a tenant we never trust: 403 before any key fetch
+    return teams_cache, verify, teams.RENEW
 
 
 @overload

@@ -92,6 +92,11 @@ class _Call:
     waiters: "Future[Identity] | None"
 
 
+def cache_key(token: str) -> str:
+    """What the in-process cache files a token under: one-way, and never the token itself."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
 def _admit_all(_identity: Identity) -> bool:
     return True
 
@@ -172,6 +177,12 @@ class IdentityCache:
         with self._lock:
             return {*self._admitted.keys(), *self._refused.keys(), *self._rejections.keys()}
 
+    def holds(self, key: str) -> bool:
+        """Whether an identity for the token `key` names (`cache_key(token)`) is cached here (allowed or refused
+        by the policy, current or not)."""
+        with self._lock:
+            return key in self._admitted or key in self._refused
+
     def counts(self) -> dict[str, int]:
         with self._lock:
             return {
@@ -196,15 +207,17 @@ class IdentityCache:
         not_after: Callable[[], float | None] = lambda: None,
         refresh_ahead: bool = True,
         admit: Admit = _admit_all,
+        key: str | None = None,
     ) -> tuple[Identity, Source]:
         """The identity for `token`, from a cache or from `fetch(deadline)` (whose typed errors propagate).
 
         Answers within `timeout` seconds. `not_after()` gives the token's exp and runs only on a miss: a cached
         entry never outlives the exp it was stored with, so on a hit the token is known to be unexpired.
         `admit(identity)` says whether the policy allows the identity now; it picks the cache a new entry goes to.
+        `key`: `cache_key(token)`, when the caller has it already.
         """
         deadline = time.monotonic() + timeout
-        key = hashlib.sha256(token.encode()).hexdigest()
+        key = key or cache_key(token)
         fleet = self._fleet
         with self._lock:
             entry = self._entry(key, seconds)
