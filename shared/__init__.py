@@ -1,10 +1,10 @@
 """Kaizala card authentication for Azure Functions.
 
 A function author needs three names: `protected` (the guard), `Identity` (who called) and `json_response`.
-Each rule lives in one module: settings, tokens (transport and local checks), kaizala (the upstream call, under
-one deadline), untrusted_json, cache (both tiers, single flight, the cap on upstream calls), policy (who may
-call), errors (the typed failures), responses (JSON and error mapping), products; with Redis on, fleet,
-fleet_flight, sealing, breaker and purge.
+Each rule lives in one module: settings, tokens (transport and local checks), upstream (the hardened HTTP client,
+under one deadline), kaizala (users/me), untrusted_json, cache (both tiers, single flight, the cap on upstream
+calls), policy (who may call), errors (the typed failures), responses (JSON and error mapping), products; with
+Redis on, fleet, fleet_flight, sealing, breaker and purge; with Teams on, teams and signing_keys.
 """
 
 from .auth import authenticate, clear_cache, protected

@@ -132,3 +132,17 @@ def test_teams_settings_parse_with_defaults(monkeypatch: pytest.MonkeyPatch) -> 
     assert teams.keys_url("t") == "https://login.microsoftonline.com/t/discovery/v2.0/keys"
     monkeypatch.setenv("TEAMS_AUTHORITY", "http://127.0.0.1:9999/")
     assert current_settings().teams.keys_url("t") == "http://127.0.0.1:9999/t/discovery/v2.0/keys"
+
+
+def test_every_setting_is_in_the_example_settings_and_the_readme() -> None:
+    import json
+    from pathlib import Path
+
+    from shared.settings import SETTING_NAMES
+
+    root = Path(__file__).resolve().parent.parent
+    example = json.loads((root / "local.settings.json.example").read_text())["Values"]
+    readme = (root / "README.md").read_text()
+    for name in SETTING_NAMES:
+        assert name in example, name
+        assert f"`{name}`" in readme, name
