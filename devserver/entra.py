@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Request, Response
 
-from .wsgi import json_error
+from .wsgi import BadBody, json_error, json_object_body
 
 MICROSOFT_AUTHORITY = "https://login.microsoftonline.com"
 V1_ISSUER_AUTHORITY = "https://sts.windows.net"
@@ -319,13 +319,10 @@ class EntraStandIn:
         return _json(self.jwks(), headers={"Cache-Control": KEYS_CACHE_CONTROL})
 
     def on_mint(self, request: Request) -> Response:
-        body = request.get_data(cache=False)
         try:
-            payload = json.loads(body) if body.strip() else {}
-        except ValueError:
-            return json_error(400, "invalid_request", "The body must be JSON.")
-        if not isinstance(payload, dict):
-            return json_error(400, "invalid_request", "The body must be a JSON object.")
+            payload = json_object_body(request)
+        except BadBody as exc:
+            return json_error(400, "invalid_request", str(exc))
         try:
             options = mint_options(payload)
         except ValueError as exc:

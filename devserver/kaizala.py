@@ -34,7 +34,7 @@ from werkzeug.wrappers import Request, Response
 from .entra import DISCOVERY_ENDPOINTS, EntraStandIn, add_entra_arguments
 from .entra import url_rules as entra_url_rules
 from .network import dev_request_refusal, needs_loopback_listener, stand_in_base
-from .wsgi import json_error, serve
+from .wsgi import BadBody, json_error, json_object_body, serve
 
 HERE = Path(__file__).resolve().parent
 DEMO_FILE = HERE / "demo_users.json"
@@ -254,13 +254,10 @@ class KaizalaStandIn:
         return Response(status=500)  # never reaches the client: the connection is gone
 
     def on_mint(self, request: Request) -> Response:
-        body = request.get_data(cache=False)
         try:
-            payload = json.loads(body) if body.strip() else {}
-        except ValueError:
-            return json_error(400, "invalid_request", "The body must be JSON.")
-        if not isinstance(payload, dict):
-            return json_error(400, "invalid_request", "The body must be a JSON object.")
+            payload = json_object_body(request)
+        except BadBody as exc:
+            return json_error(400, "invalid_request", str(exc))
         user_id, card, ttl = payload.get("userId"), payload.get("actionPackageId"), payload.get("ttlSeconds")
         if user_id is not None and not isinstance(user_id, str):
             return json_error(400, "invalid_request", "userId must be a string.")

@@ -7,7 +7,7 @@ import threading
 from typing import Any
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
-from werkzeug.wrappers import Response
+from werkzeug.wrappers import Request, Response
 
 from .network import listen
 
@@ -72,3 +72,19 @@ def json_error(status: int, error: str, message: str, headers: dict[str, str] | 
         mimetype="application/json",
         headers={"Cache-Control": "no-store", **(headers or {})},
     )
+
+
+class BadBody(ValueError):
+    """A dev endpoint's body is not the JSON object it takes: its message is the 400's."""
+
+
+def json_object_body(request: Request) -> dict[str, Any]:
+    """A dev endpoint's JSON object body ({} when empty); BadBody otherwise."""
+    body = request.get_data(cache=False)
+    try:
+        payload = json.loads(body) if body.strip() else {}
+    except ValueError:
+        raise BadBody("The body must be JSON.") from None
+    if not isinstance(payload, dict):
+        raise BadBody("The body must be a JSON object.")
+    return payload
