@@ -117,7 +117,9 @@ def teams_js(teams_dir: Path = TEAMS_DIR) -> Path:
         raise PackageError(f"{TEAMS_JS_PACKAGE} is not installed: run `npm ci` in {teams_dir} (make package does)")
     version = json.loads((installed / "package.json").read_text(encoding="utf-8"))["version"]
     if version != pinned:
-        raise PackageError(f"{TEAMS_JS_PACKAGE} {version} is installed but {pinned} is pinned: run `npm ci` in {teams_dir}")
+        raise PackageError(
+            f"{TEAMS_JS_PACKAGE} {version} is installed but {pinned} is pinned: run `npm ci` in {teams_dir}"
+        )
     return bundle
 
 
@@ -201,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
 def warn(warnings: list[str]) -> None:
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
+
 
 if __name__ == "__main__":
     sys.exit(main())
