@@ -1,6 +1,7 @@
 // Dev-only: the Teams preview (/card/?host=teams). The Kaizala stand-in serves /card/MicrosoftTeams.min.js as the
-// real teams-js bundle from teams/node_modules (when `npm ci` has run in teams/) followed by this file, which
-// stands in for the only two calls the page makes to Teams: app.initialize() and authentication.getAuthToken().
+// real teams-js bundle from teams/node_modules (when `npm ci` has run in teams/; after teams-offline.js) followed
+// by this file, which stands in for the only two calls the page makes to Teams: app.initialize() and
+// authentication.getAuthToken().
 // The real ones cannot work outside Teams: initialize waits for a Teams window to answer its postMessage
 // handshake (and fetches Microsoft's list of valid host origins), and getAuthToken asks that window for the
 // token. Everything else stays the real library's. Without the bundle, a minimal stand-in object is made.
