@@ -1,4 +1,8 @@
-"""`python -m devserver`: the function host (port 7071) and the Kaizala stand-in (port 7072) on 127.0.0.1."""
+"""`python -m devserver`: the function host (port 7071) and the Kaizala stand-in (port 7072) on 127.0.0.1.
+
+The stand-in also plays Entra ID for a demo Teams tenant (devserver/entra.py), and the host trusts it: Teams tab
+tokens work locally too.
+"""
 
 import argparse
 import json
@@ -11,6 +15,7 @@ from typing import Any
 from shared.settings import SettingsError, current_settings
 
 from .cli import add_fault_arguments, cannot_bind, faults_from, port_number, wait_for_signal, warn_if_exposed
+from .entra import add_entra_arguments
 from .fleet import add_fleet_arguments, fleet_from
 from .functions_host import INVOKE_MODES, FunctionAppError, load_app
 from .kaizala import DEFAULT_PORT as DEFAULT_KAIZALA_PORT
@@ -20,6 +25,8 @@ from .wsgi import serve
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_STAND_IN_URL = f"http://127.0.0.1:{DEFAULT_KAIZALA_PORT}/v1/users/me"
+DEFAULT_TEAMS_AUTHORITY = f"http://127.0.0.1:{DEFAULT_KAIZALA_PORT}"
+TEAMS_SETTINGS = ("TEAMS_AUTHORITY", "TEAMS_CLIENT_ID", "TEAMS_ALLOWED_TENANT_IDS")
 
 
 def load_local_settings(root: Path) -> dict[str, Any]:
@@ -63,6 +70,7 @@ def arguments() -> argparse.ArgumentParser:
         " worker library whenever the Python is 3.13+",
     )
     add_fault_arguments(parser)
+    add_entra_arguments(parser)
     add_fleet_arguments(parser)
     return parser
 
@@ -96,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     kaizala_base = stand_in_base(args.host, kaizala_port)
     if os.environ.get("KAIZALA_IDENTITY_URL", DEFAULT_STAND_IN_URL) == DEFAULT_STAND_IN_URL:
         os.environ["KAIZALA_IDENTITY_URL"] = f"{kaizala_base}/v1/users/me"
+    trust_the_teams_stand_in(stand_in, kaizala_base)
     for problem in settings_problems():
         print(
             f"devserver: WARNING: setting {problem}. Until it is fixed (in local.settings.json's Values or the "
@@ -139,6 +148,23 @@ def main(argv: list[str] | None = None) -> int:
         server.shutdown()
     app.close()
     return 0
+
+
+def trust_the_teams_stand_in(stand_in: KaizalaStandIn, kaizala_base: str) -> None:
+    """Teams on, against the Entra ID stand-in, through each Teams setting the environment and the settings file
+    leave unset or blank (blank too: a settings file listing them empty would otherwise leave Teams off). Like
+    KAIZALA_IDENTITY_URL, TEAMS_AUTHORITY naming the stand-in's default address follows it to its actual port;
+    any other value (say Microsoft's own authority, for a real tenant) is kept."""
+    demo = {
+        "TEAMS_AUTHORITY": kaizala_base,
+        "TEAMS_CLIENT_ID": stand_in.entra.client_id,
+        "TEAMS_ALLOWED_TENANT_IDS": stand_in.entra.tenant_id,
+    }
+    for name, value in demo.items():
+        if not os.environ.get(name, "").strip():
+            os.environ[name] = value
+    if os.environ["TEAMS_AUTHORITY"].strip().rstrip("/") == DEFAULT_TEAMS_AUTHORITY:
+        os.environ["TEAMS_AUTHORITY"] = kaizala_base
 
 
 def settings_problems() -> list[str]:
@@ -199,12 +225,16 @@ def banner(functions: Any, api_base: str, kaizala_base: str, stand_in: KaizalaSt
     lines += [
         f"Kaizala stand-in:  {kaizala_base}/v1/users/me  (mint tokens: POST {kaizala_base}/v1/dev/tokens)",
         f"Card preview:      {kaizala_base}/card/",
+        f"Entra ID stand-in: {kaizala_base}/{stand_in.entra.tenant_id}/discovery/v2.0/keys  (Teams tab tokens: POST "
+        f"{kaizala_base}/v1/dev/teams-tokens)",
+        "Teams settings:    " + " ".join(f"{name}={os.environ.get(name, '')}" for name in TEAMS_SETTINGS),
         "",
         f"A demo token for {user} (valid 30 minutes; dev only):",
         f"  export TOKEN={token}",
         f'  curl -s -H "Authorization: Bearer $TOKEN" {api_base}/api/ValidateToken',
         f'  curl -s -H "Authorization: Bearer $TOKEN" "{api_base}/api/ProtectedApi?category=coffee"',
         f"  curl -s -X POST {kaizala_base}/v1/dev/tokens   # a fresh token",
+        f"  curl -s -X POST {kaizala_base}/v1/dev/teams-tokens   # a Teams tab token (from the Entra ID stand-in)",
         "",
         f"devserver ready: api={api_base} kaizala={kaizala_base} (Ctrl-C to stop)",
     ]

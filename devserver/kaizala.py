@@ -4,6 +4,7 @@
 - `POST /v1/dev/tokens` `{"userId", "actionPackageId", "ttlSeconds"}` (all optional): mints a token, 201.
 - `GET /v1/dev/users`: the demo users. `GET|PUT|DELETE /v1/dev/faults`: fault injection. `GET /v1/dev/stats`.
 - `/card/`: a preview of the sample card, calling the local function host.
+- Entra ID for a demo Teams tenant (devserver/entra.py): discovery, signing keys, `POST /v1/dev/teams-tokens`.
 
 Tokens are real HS256 JWTs signed with a secret made fresh for each process, living 30 minutes by default.
 Run alone with `python -m devserver.kaizala [--port 7072]`.
@@ -19,6 +20,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,8 @@ from werkzeug.routing import Map, Rule
 from werkzeug.utils import redirect, send_from_directory
 from werkzeug.wrappers import Request, Response
 
+from .entra import DISCOVERY_ENDPOINTS, EntraStandIn, add_entra_arguments
+from .entra import url_rules as entra_url_rules
 from .network import dev_request_refusal, needs_loopback_listener, stand_in_base
 from .wsgi import json_error, serve
 
@@ -43,7 +47,11 @@ MAX_TOKEN_TTL = 24 * 3600
 
 @dataclass
 class Faults:
-    """What `GET /v1/users/me` does wrong, and how often. Rates are fractions of calls; their sum is at most 1."""
+    """What `GET /v1/users/me` does wrong, and how often. Rates are fractions of calls; their sum is at most 1.
+
+    `entra_down` is the Entra ID stand-in's only fault: its discovery and keys endpoints drop every connection.
+    The two sides never share a fault, so a test breaks exactly the identity provider it means to.
+    """
 
     latency_ms: float = 0.0
     jitter_ms: float = 0.0
@@ -55,13 +63,18 @@ class Faults:
     drop_rate: float = 0.0  # the connection closes with no answer
     hang_rate: float = 0.0  # no answer for hang_seconds
     hang_seconds: float = 30.0
+    entra_down: bool = False  # Entra ID unreachable: openid-configuration and keys drop the connection
 
     RATES = ("error_rate", "malformed_rate", "missing_id_rate", "truncate_rate", "drop_rate", "hang_rate")
+    SWITCHES = ("entra_down",)
 
     def validated(self) -> "Faults":
         for item in fields(self):
             value = getattr(self, item.name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            if item.name in self.SWITCHES:
+                if not isinstance(value, bool):
+                    raise ValueError(f"{item.name} must be true or false")
+            elif isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
                 raise ValueError(f"{item.name} must be a non-negative number")
         if self.error_status not in (429, 500, 502, 503, 504):
             raise ValueError("error_status must be 429, 500, 502, 503 or 504")
@@ -96,6 +109,7 @@ class KaizalaStandIn:
         self.action_package_id: str = demo["actionPackageId"]
         self.users: dict[str, dict[str, str]] = {user["id"]: user for user in demo["users"]}
         self.default_user = demo["users"][0]["id"]
+        self.entra = EntraStandIn(demo["teams"])
         self.api_url = api_url
         self.token_ttl = token_ttl
         self.faults = (faults or Faults()).validated()
@@ -115,6 +129,7 @@ class KaizalaStandIn:
                 Rule("/v1/dev/pictures/<name>.svg", endpoint="picture", methods=["GET"]),
                 Rule("/card/", endpoint="card", defaults={"name": "index.html"}),
                 Rule("/card/<path:name>", endpoint="card"),
+                *entra_url_rules(),
             ],
             strict_slashes=True,
         )
@@ -157,6 +172,8 @@ class KaizalaStandIn:
             refusal = dev_request_refusal(environ) if rule.rule.startswith("/v1/dev/") else None
             if refusal:
                 response = json_error(403, "loopback_only", refusal)
+            elif rule.endpoint.startswith("entra."):
+                response = self.on_entra(request, rule.endpoint.removeprefix("entra."), args)
             else:
                 response = getattr(self, f"on_{rule.endpoint}")(request, **args)
         except HTTPException as exc:
@@ -215,6 +232,20 @@ class KaizalaStandIn:
                 headers={"Content-Length": str(len(body)), "Connection": "close"},
             )
         return Response(body, mimetype="application/json", headers={"Cache-Control": "no-store"})
+
+    def on_entra(self, request: Request, handler: str, args: Mapping[str, Any]) -> Response:
+        """The Entra ID stand-in's endpoints. The two the API fetches count in the stats (entra_openid,
+        entra_keys) and fail under entra_down; no Kaizala fault reaches them."""
+        if handler in DISCOVERY_ENDPOINTS:
+            down = self.faults.entra_down
+            with self._lock:
+                self.stats[f"entra_{handler}"] += 1
+                if down:
+                    self.stats["fault_entra_down"] += 1
+            if down:
+                return self._drop(request)
+        answer: Response = getattr(self.entra, f"on_{handler}")(request, **args)
+        return answer
 
     def _drop(self, request: Request) -> Response:
         sock = request.environ.get("werkzeug.socket")
@@ -338,6 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=port_number, default=DEFAULT_PORT)
     parser.add_argument("--api-url", default="http://127.0.0.1:7071", help="the function host the card preview calls")
     add_fault_arguments(parser)
+    add_entra_arguments(parser)
     args = parser.parse_args(argv)
     stand_in = KaizalaStandIn(api_url=args.api_url, faults=faults_from(args))
     try:

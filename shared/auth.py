@@ -15,19 +15,21 @@ from typing import TYPE_CHECKING, overload
 import azure.functions as func
 
 from . import policy, tokens
-from .cache import IdentityCache
+from .cache import Fetch, IdentityCache
 from .errors import ApiError, InternalError
-from .identity import Identity
+from .identity import TEAMS, Identity
 from .responses import error_response
-from .settings import FleetSettings, OneSnapshotPerRequest, SettingsError, current_settings
+from .settings import FleetSettings, OneSnapshotPerRequest, Settings, SettingsError, current_settings
 
 if TYPE_CHECKING:
     from .fleet import FleetCache
     from .kaizala import KaizalaClient
+    from .teams import TeamsVerifier
 
 log = logging.getLogger("kaizala_auth")
 
-cache = IdentityCache()
+cache = IdentityCache()  # identities Kaizala vouched for
+teams_cache = IdentityCache(provider=TEAMS)  # identities Entra ID signed for a Teams tab (issue 11)
 
 Handler = Callable[[func.HttpRequest, Identity], func.HttpResponse]
 Main = Callable[[func.HttpRequest], func.HttpResponse]
@@ -36,6 +38,7 @@ Main = Callable[[func.HttpRequest], func.HttpResponse]
 def clear_cache() -> None:
     """Forget every cached identity and rejection. Tests call this between cases."""
     cache.clear()
+    teams_cache.clear()
 
 
 def authenticate(req: func.HttpRequest, *, accept_body_token: bool = False) -> Identity:
@@ -46,17 +49,18 @@ def authenticate(req: func.HttpRequest, *, accept_body_token: bool = False) -> I
     token = tokens.require_token(tokens.header_token(req), from_body)
     tokens.check_shape(token)
 
-    cache.resize(settings.cache_max_entries)
-    cache.share(_fleet(settings.fleet), settings.fleet.local_cache_seconds)
     started = time.perf_counter()
     try:
-        identity, source = cache.get(
+        checked_by, fetch, renew = _provider_for(token, settings)
+        checked_by.resize(settings.cache_max_entries)
+        checked_by.share(_fleet(settings.fleet), settings.fleet.local_cache_seconds)
+        identity, source = checked_by.get(
             token,
-            lambda deadline: _kaizala().fetch_identity(token, settings.identity_url, deadline),
+            fetch,
             seconds=settings.cache_seconds,
             timeout=settings.timeout_seconds,
             max_calls=settings.max_concurrent_calls,
-            not_after=lambda: tokens.expiry(token),
+            not_after=lambda: tokens.expiry(token, renew=renew),
             refresh_ahead=settings.refresh_ahead,
             admit=lambda checked: policy.allows(checked, settings),
         )
@@ -68,12 +72,27 @@ def authenticate(req: func.HttpRequest, *, accept_body_token: bool = False) -> I
     elif source == "fleet":
         log.info("token accepted from the fleet's cache (fleet): user %s", identity.id)
     else:
-        log.info("token checked with kaizala (%s): user %s in %.0f ms", source, identity.id, _ms_since(started))
+        checker = "entra" if identity.provider == TEAMS else "kaizala"
+        log.info("token checked with %s (%s): user %s in %.0f ms", checker, source, identity.id, _ms_since(started))
     refused = policy.refusal(identity, settings)
     if refused is not None:
         log.info("request forbidden (%s): user %s, card %s", refused.reason, identity.id, identity.action_package_id)
         raise refused
     return identity
+
+
+def _provider_for(token: str, settings: Settings) -> tuple[IdentityCache, Fetch, str]:
+    """Which provider checks `token`: its cache, the check itself, and how a caller gets a new token. What the
+    token says about itself picks the provider and grants nothing: the provider checks everything."""
+    teams_settings = settings.teams
+    if teams_settings is not None:
+        from . import teams  # noqa: PLC0415 - PyJWT and the key client load only when Teams is configured
+
+        issuer = teams.entra_issuer(token)
+        if issuer is not None:
+            teams.allowed_tenant(issuer, teams_settings)  # a tenant we never trust: 403 before any key fetch
+            return teams_cache, lambda deadline: _teams().verify(token, teams_settings, deadline), teams.RENEW
+    return cache, lambda deadline: _kaizala().fetch_identity(token, settings.identity_url, deadline), tokens.RENEW
 
 
 @overload
@@ -110,7 +129,7 @@ def protected(handler: Handler | None = None, *, accept_body_token: bool = False
     return decorate(handler) if handler is not None else decorate
 
 
-_once = threading.Lock()  # makes each of the two per-process clients below exactly once
+_once = threading.Lock()  # makes each of the per-process clients below exactly once
 _kaizala_client: "KaizalaClient | None" = None
 
 
@@ -125,6 +144,21 @@ def _kaizala() -> "KaizalaClient":
 
                 _kaizala_client = KaizalaClient()
     return _kaizala_client
+
+
+_teams_verifier: "TeamsVerifier | None" = None
+
+
+def _teams() -> "TeamsVerifier":
+    """One verifier (and one cache of Entra's signing keys) per worker process, made on the first Teams token."""
+    global _teams_verifier  # noqa: PLW0603
+    if _teams_verifier is None:
+        with _once:
+            if _teams_verifier is None:
+                from .teams import TeamsVerifier  # noqa: PLC0415 - see _provider_for
+
+                _teams_verifier = TeamsVerifier()
+    return _teams_verifier
 
 
 _fleet_in_use: "tuple[FleetSettings, FleetCache | None]" = (FleetSettings(), None)

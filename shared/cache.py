@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Literal
 from cachetools import TLRUCache
 
 from .errors import IdentityUnavailable, InvalidToken, KaizalaThrottled
-from .identity import Identity
+from .identity import KAIZALA, Identity, Provider
 
 if TYPE_CHECKING:  # the fleet tier (redis-py, cryptography) is imported only when Redis is configured
     from .fleet import FleetCache, SharedState
@@ -97,7 +97,10 @@ def _admit_all(_identity: Identity) -> bool:
 
 
 class IdentityCache:
-    def __init__(self, maxsize: int = 10_000, timer: Callable[[], float] | None = None) -> None:
+    def __init__(
+        self, maxsize: int = 10_000, timer: Callable[[], float] | None = None, provider: Provider = KAIZALA
+    ) -> None:
+        self.provider = provider  # who checks the tokens cached here: one cache per provider
         # A lambda, not time.time itself, so a test that patches time.time moves this clock too.
         self._timer = timer or (lambda: time.time())  # noqa: PLW0108
         self._throttled_until = 0.0  # time.monotonic(): Kaizala asked us (429) to send nothing before then
@@ -297,12 +300,12 @@ class IdentityCache:
                 self._forget_identity(call.key)
                 self._rejections[call.key] = min(state.rejected_until, now + REJECTION_SECONDS)
             raise InvalidToken.remembered()
-        if state.throttled_until is not None:
+        if state.throttled_until is not None and self.provider == KAIZALA:  # Kaizala's 429 holds back Kaizala only
             seconds = math.ceil(state.throttled_until - now)
             with self._lock:
                 self._throttled_until = max(self._throttled_until, time.monotonic() + seconds)
             raise KaizalaThrottled.holding(seconds)
-        if state.entry is None:
+        if state.entry is None or state.entry.identity.provider != self.provider:
             return None
         with self._lock:
             if self._purges == purges:
@@ -382,6 +385,7 @@ class IdentityCache:
             rejection_until=self._timer() + min(REJECTION_SECONDS, call.lifetime.seconds),
             lives_until=call.lifetime.expires_at(self._timer()),
             refreshing_until=entry.lives_until if call.waiters is None and entry is not None else None,
+            provider=self.provider,
         )
 
     def _finish(self, call: _Call, record: Callable[[], None]) -> None:

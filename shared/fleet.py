@@ -84,7 +84,7 @@ class FleetCache:
         self._redis = self._client(self.timeout, max_connections)
         self._leases: dict[str, bytes] = {}
         self._lock = threading.Lock()
-        self._on_purge: OnPurge | None = None
+        self._on_purge: tuple[OnPurge, ...] = ()  # one per in-process cache (Kaizala's, Teams')
         self._listener: threading.Thread | None = None
         self._listener_pid = 0
         self._stop = threading.Event()
@@ -272,7 +272,7 @@ class FleetCache:
     def subscribe(self, on_purge: OnPurge) -> None:
         """Call `on_purge(user_tag)` (or `on_purge(None)`: forget everything) from a daemon thread whenever a purge
         is published. After a lost subscription it also calls `on_purge(None)`: purges may have been missed."""
-        self._on_purge = on_purge
+        self._on_purge = (*self._on_purge, on_purge)
         self._ensure_listener()
 
     def user_tag(self, user_id: str) -> str:
@@ -354,7 +354,7 @@ class FleetCache:
     # --- the purge subscription --------------------------------------------------------------------------------
 
     def _ensure_listener(self) -> None:
-        if self._on_purge is None or self._stop.is_set() or self._listener_pid == os.getpid():
+        if not self._on_purge or self._stop.is_set() or self._listener_pid == os.getpid():
             return
         with self._lock:
             if self._listener_pid == os.getpid():
@@ -401,13 +401,11 @@ class FleetCache:
         raise TimeoutError("no subscribe confirmation")
 
     def _deliver(self, tag: str | None) -> None:
-        callback = self._on_purge
-        if callback is None:
-            return
-        try:
-            callback(tag)
-        except Exception:
-            log.exception("on_purge failed")
+        for callback in self._on_purge:
+            try:
+                callback(tag)
+            except Exception:
+                log.exception("on_purge failed")
 
     def _after_fork_in_child(self) -> None:
         # Locks held by other threads at fork stay held in the child, and the listener thread does not exist there.

@@ -5,13 +5,14 @@ that takes the fleet's lease calls Kaizala and stores the outcome for all, while
 past their own deadline). A leader that dies costs one lease; when Redis fails, every instance simply leads.
 """
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
 
 from .errors import IdentityUnavailable, InvalidToken, KaizalaThrottled
 from .fleet import NOTHING, FleetCache, SharedState
-from .identity import Identity
+from .identity import KAIZALA, Identity, Provider
 
 Resolved = tuple[Identity, float]  # the identity, and until when the fleet holds it
 MIN_LEASE_SECONDS = 0.05
@@ -27,21 +28,25 @@ def resolve(
     rejection_until: float,
     lives_until: float,
     refreshing_until: float | None = None,
+    provider: Provider = KAIZALA,
 ) -> Resolved | None:
     """The identity for `token` through the fleet. Typed errors as `fetch` raises them (InvalidToken for a
     rejection the fleet shares, KaizalaThrottled while the fleet is throttled).
 
     `refreshing_until` (a refresh-ahead of an entry that lives until then): adopt a newer fleet entry if one was
     stored meanwhile, else refresh once for the fleet; None when another instance is refreshing it.
+    `provider`: who checks this token; the fleet's record of the other provider is not this token's answer, and
+    Kaizala's 429 holds back only calls to Kaizala.
     """
     if refreshing_until is not None:
-        found = _settled(fleet.lookup(token), refreshing_until)
+        found = _settled(_seen_by(provider, fleet.lookup(token)), refreshing_until)
         if found is not None:
             return found
     # The lease lasts half the time left: if the leader's result never lands (its store failed, it died), the
     # waiters still have time to ask Kaizala themselves before their own deadline.
     lease_seconds = max(MIN_LEASE_SECONDS, (deadline - time.monotonic()) * LEASE_SHARE)
     leading, state = fleet.try_lead(token, lease_seconds=lease_seconds)
+    state = _seen_by(provider, state)
     # What the fleet knew when we asked for the lease: a leader may have finished since our lookup.
     try:
         found = _settled(state, refreshing_until)
@@ -56,7 +61,7 @@ def resolve(
     if not leading:
         if refreshing_until is not None:
             return None
-        found = _settled(fleet.await_result(token, deadline), None)
+        found = _settled(_seen_by(provider, fleet.await_result(token, deadline)), None)
         if found is not None:
             return found
         if time.monotonic() >= deadline:
@@ -89,6 +94,15 @@ def _ask_kaizala(
         raise
     fleet.store(token, identity, expires_at=lives_until)
     return identity, lives_until  # the same end for this process's copy: it never outlives the fleet's
+
+
+def _seen_by(provider: Provider, state: SharedState) -> SharedState:
+    entry = state.entry
+    if entry is not None and entry.identity.provider != provider:
+        state = dataclasses.replace(state, entry=None)
+    if provider != KAIZALA and state.throttled_until is not None:
+        state = dataclasses.replace(state, throttled_until=None)
+    return state
 
 
 def _settled(state: SharedState, refreshing_until: float | None) -> Resolved | None:

@@ -1,13 +1,20 @@
-"""Who may call: the card (action package) allowlist, the optional user allowlist and the user blocklist, checked
-on every request, cached identities included."""
+"""Who may call, checked on every request, cached identities included.
+
+Kaizala users: the card (action package) allowlist, the optional user allowlist and the user blocklist (the
+KAIZALA_ settings). Teams users: the tenant allowlist, the optional user allowlist and the blocklist (the TEAMS_
+settings); a Teams identity is refused outright when Teams is not configured. A blocked user is refused first.
+"""
 
 from .errors import Forbidden
-from .identity import Identity
+from .identity import TEAMS, Identity
 from .settings import ANY_ACTION_PACKAGE, Settings
 
 CARD_NOT_ALLOWED = "card not allowed"
 USER_NOT_ALLOWED = "user not allowed"
 USER_BLOCKED = "user blocked"
+TENANT_NOT_ALLOWED = "tenant not allowed"
+CLIENT_APP_NOT_ALLOWED = "client app not allowed"
+TEAMS_OFF = "teams not configured"
 
 
 class Refused(Forbidden):
@@ -19,7 +26,9 @@ class Refused(Forbidden):
 
 
 def refusal(identity: Identity, settings: Settings) -> Refused | None:
-    """Why `identity` may not call under `settings`, or None when it may. A blocked user is refused first."""
+    """Why `identity` may not call under `settings`, or None when it may."""
+    if identity.provider == TEAMS:
+        return _teams_refusal(identity, settings)
     if identity.id in settings.blocked_user_ids:
         return Refused("This Kaizala user is blocked from this API.", USER_BLOCKED)
     allowed_cards = settings.allowed_action_package_ids
@@ -31,6 +40,19 @@ def refusal(identity: Identity, settings: Settings) -> Refused | None:
         )
     if settings.allowed_user_ids and identity.id not in settings.allowed_user_ids:
         return Refused("This Kaizala user is not allowed to call this API.", USER_NOT_ALLOWED)
+    return None
+
+
+def _teams_refusal(identity: Identity, settings: Settings) -> Refused | None:
+    teams = settings.teams
+    if teams is None:  # Teams was switched off: identities it vouched for earlier no longer count
+        return Refused("This API does not accept Microsoft Teams sign-ins.", TEAMS_OFF)
+    if identity.id in teams.blocked_user_ids:
+        return Refused("This Teams user is blocked from this API.", USER_BLOCKED)
+    if identity.tenant_id not in teams.allowed_tenant_ids:
+        return Refused("Tokens from this Microsoft Entra tenant are not allowed to call this API.", TENANT_NOT_ALLOWED)
+    if teams.allowed_user_ids and identity.id not in teams.allowed_user_ids:
+        return Refused("This Teams user is not allowed to call this API.", USER_NOT_ALLOWED)
     return None
 
 

@@ -30,9 +30,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from .identity import Identity
+from .identity import KAIZALA, TEAMS, Identity, Provider
 
-VERSION = 1
+VERSION = 2  # 2: identities name their provider (Kaizala or Teams); a version-1 value is a miss
 _NONCE_BYTES = 12
 _TAG_BYTES = 16
 _IDENTITY = b"identity"
@@ -40,7 +40,8 @@ _TOKEN_LABEL = b"kaizala-auth/fleet/v1/key-name+aes-gcm-key"
 _TAG_LABEL = b"kaizala-auth/fleet/v1/user-tag-key"
 _NAMESPACE_LABEL = b"kaizala-auth/fleet/v1/namespace"
 _DEPLOYMENT_LABEL = b"kaizala-auth/fleet/v1/deployment-key/"
-_FIELDS = ("id", "name", "phone_number", "picture_url", "action_package_id")
+_TEXT_FIELDS = ("name", "phone_number", "picture_url", "action_package_id", "tenant_id", "user_principal_name")
+_PROVIDERS: dict[object, Provider] = {KAIZALA: KAIZALA, TEAMS: TEAMS}
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +85,8 @@ class Sealer:
         return TokenKeys(name=f"{self.namespace}:{purpose}", aead_key=_hkdf(self._secret, self._salt, label, 32))
 
     def seal_identity(self, keys: TokenKeys, identity: Identity, expires_at: float) -> bytes:
-        record = {field: getattr(identity, field) for field in _FIELDS} | {"expires_at": expires_at}
+        record = {field: getattr(identity, field) for field in ("id", "provider", *_TEXT_FIELDS)}
+        record["expires_at"] = expires_at
         return _seal(keys, _IDENTITY, json.dumps(record, separators=(",", ":")).encode())
 
     def open_identity(self, keys: TokenKeys, value: bytes | None) -> Sealed | None:
@@ -142,22 +144,25 @@ def _identity_record(plaintext: bytes) -> Sealed | None:
     if not isinstance(record, dict):
         return None
     user_id, expires_at = record.get("id"), record.get("expires_at")
-    if not isinstance(user_id, str) or not user_id:
+    provider = _PROVIDERS.get(record.get("provider"))
+    if not isinstance(user_id, str) or not user_id or provider is None:
         return None
-    texts: list[str | None] = []
-    for field in _FIELDS[1:]:
+    texts: dict[str, str | None] = {}
+    for field in _TEXT_FIELDS:
         text = record.get(field)
         if text is not None and not isinstance(text, str):
             return None
-        texts.append(text)
+        texts[field] = text
     if not isinstance(expires_at, int | float) or isinstance(expires_at, bool) or not math.isfinite(expires_at):
         return None
-    name, phone_number, picture_url, action_package_id = texts
     identity = Identity(
         id=user_id,
-        name=name,
-        phone_number=phone_number,
-        picture_url=picture_url,
-        action_package_id=action_package_id,
+        name=texts["name"],
+        phone_number=texts["phone_number"],
+        picture_url=texts["picture_url"],
+        action_package_id=texts["action_package_id"],
+        provider=provider,
+        tenant_id=texts["tenant_id"],
+        user_principal_name=texts["user_principal_name"],
     )
     return Sealed(identity=identity, expires_at=float(expires_at))

@@ -8,6 +8,7 @@ import functools
 import ipaddress
 import math
 import os
+import re
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,13 @@ SETTING_NAMES = (
     "TOKEN_CACHE_REDIS_SECRET",
     "TOKEN_CACHE_REDIS_TIMEOUT_MS",
     "TOKEN_CACHE_LOCAL_SECONDS",
+    # issue 11 (Microsoft Teams tabs, Entra ID SSO)
+    "TEAMS_CLIENT_ID",
+    "TEAMS_ALLOWED_TENANT_IDS",
+    "TEAMS_ALLOWED_CLIENT_APP_IDS",
+    "TEAMS_AUTHORITY",
+    "TEAMS_ALLOWED_USER_IDS",
+    "TEAMS_BLOCKED_USER_IDS",
 )
 # Not ours, but it sizes a default: the Python worker's thread pool for sync functions.
 WORKER_POOL_SETTING = "PYTHON_THREADPOOL_THREAD_COUNT"
@@ -68,6 +76,7 @@ class Settings:
     refresh_ahead: bool
     products_file: Path
     fleet: "FleetSettings" = field(default_factory=lambda: FleetSettings())  # noqa: PLW0108 - issue 9 block below
+    teams: "TeamsSettings | None" = None  # None: Teams is off and every token goes to Kaizala (issue 11 block below)
 
 
 class OneSnapshotPerRequest:
@@ -143,6 +152,7 @@ def _parse(raw: tuple[str | None, ...]) -> Settings:
         if values["PRODUCTS_FILE"] and values["PRODUCTS_FILE"].strip()
         else BUNDLED_PRODUCTS_FILE,
         fleet=fleet_settings(values),
+        teams=teams_settings(values),
     )
 
 
@@ -324,3 +334,79 @@ def redis_secret(raw: str | None, *, required: bool) -> bytes | None:
             "TOKEN_CACHE_REDIS_SECRET", f"must be at least {MIN_REDIS_SECRET_CHARS} ASCII characters (got fewer)"
         )
     return value.encode()
+
+
+# --- issue 11: Microsoft Teams tabs (Entra ID single sign-on) ---------------------------------------------------
+DEFAULT_TEAMS_AUTHORITY = "https://login.microsoftonline.com"
+# The Microsoft Teams clients that request a tab's token (Microsoft's tab SSO documentation): desktop and mobile,
+# and web. A tab extended to Microsoft 365 or Outlook adds their ids (the README lists them).
+TEAMS_CLIENT_APP_IDS = frozenset({"1fec8e78-bce4-4aaf-ab1b-5451cc387264", "5e3ce6c0-2b1f-4285-8d4b-75ee78787346"})
+_TEAMS_NAMES = tuple(name for name in SETTING_NAMES if name.startswith("TEAMS_"))
+_GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+@dataclass(frozen=True, slots=True)
+class TeamsSettings:
+    """Who may sign in from a Teams tab: tokens for `client_id`, from these tenants, requested by these apps."""
+
+    client_id: str
+    allowed_tenant_ids: frozenset[str]
+    allowed_client_app_ids: frozenset[str]
+    authority: str  # where signing keys are fetched from; tokens always carry Microsoft's own issuer strings
+    allowed_user_ids: frozenset[str]
+    blocked_user_ids: frozenset[str]
+
+    def keys_url(self, tenant_id: str) -> str:
+        return f"{self.authority}/{tenant_id}/discovery/v2.0/keys"
+
+
+def teams_settings(values: dict[str, str | None]) -> TeamsSettings | None:
+    """None (Teams off) when no TEAMS_ setting is set. Set any, and the client id and the tenants are required:
+    a half-configured Teams sign-in fails closed rather than guessing."""
+    if not any((values.get(name) or "").strip() for name in _TEAMS_NAMES):
+        return None
+    client_id = (values.get("TEAMS_CLIENT_ID") or "").strip().lower()
+    if not client_id:
+        raise SettingsError(
+            "TEAMS_CLIENT_ID", "is not set, but other TEAMS_ settings are: set the app registration's client id"
+        )
+    if not _GUID.fullmatch(client_id):
+        raise SettingsError("TEAMS_CLIENT_ID", "must be the app registration's client id (a GUID)")
+    tenants = _guids("TEAMS_ALLOWED_TENANT_IDS", values.get("TEAMS_ALLOWED_TENANT_IDS"), required=True)
+    client_apps = _guids("TEAMS_ALLOWED_CLIENT_APP_IDS", values.get("TEAMS_ALLOWED_CLIENT_APP_IDS"), required=False)
+    return TeamsSettings(
+        client_id=client_id,
+        allowed_tenant_ids=tenants,
+        allowed_client_app_ids=client_apps or TEAMS_CLIENT_APP_IDS,
+        authority=_authority(values.get("TEAMS_AUTHORITY")),
+        allowed_user_ids=_guids("TEAMS_ALLOWED_USER_IDS", values.get("TEAMS_ALLOWED_USER_IDS"), required=False),
+        blocked_user_ids=_guids("TEAMS_BLOCKED_USER_IDS", values.get("TEAMS_BLOCKED_USER_IDS"), required=False),
+    )
+
+
+def _guids(name: str, raw: str | None, *, required: bool) -> frozenset[str]:
+    """Entra ids are GUIDs: anything else (`*`, `common`, `organizations`, a typo) is refused, never widened."""
+    if required and not (raw or "").strip():
+        raise SettingsError(name, 'is not set: list the allowed ids, comma-separated (there is no "any" value)')
+    items = frozenset(item.lower() for item in _optional_list(name, raw))
+    if not all(_GUID.fullmatch(item) for item in items):
+        raise SettingsError(name, 'must list GUIDs only, comma-separated (there is no "any" value)')
+    return items
+
+
+def _authority(raw: str | None) -> str:
+    name = "TEAMS_AUTHORITY"
+    url = (raw or "").strip().rstrip("/") or DEFAULT_TEAMS_AUTHORITY
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - parsed only to refuse a malformed or out-of-range port
+    except ValueError:
+        raise SettingsError(name, "must be an absolute https URL") from None
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise SettingsError(name, "must be an absolute https URL")
+    # Signing keys decide which tokens are genuine: plain http only to a stand-in on this machine.
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise SettingsError(name, "must use https (http is allowed only for localhost)")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise SettingsError(name, "must not carry a query, fragment or credentials")
+    return url

@@ -73,7 +73,10 @@ def check_shape(token: str) -> None:
         raise InvalidToken("The token has characters a Kaizala token cannot have (spaces or non-printable ASCII).")
 
 
-def expiry(token: str, now: float | None = None) -> float | None:
+RENEW = "Get a new one with getIntegerationServiceTokenAsync."
+
+
+def expiry(token: str, now: float | None = None, *, renew: str = RENEW) -> float | None:
     """The `exp` of a JWT (unix seconds), read without verifying: Kaizala verifies it. None for an opaque token.
 
     A JWT-shaped token whose payload cannot be read, or whose `exp` is not a number, is refused here; one whose
@@ -101,5 +104,5 @@ def expiry(token: str, now: float | None = None) -> float | None:
         raise InvalidToken("The token's expiry (exp) is not a usable number.")
     current = time.time() if now is None else now
     if exp + CLOCK_SKEW_SECONDS < current:
-        raise InvalidToken("The token has expired. Get a new one with getIntegerationServiceTokenAsync.")
+        raise InvalidToken(f"The token has expired. {renew}")
     return exp

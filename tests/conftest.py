@@ -8,6 +8,7 @@ if TYPE_CHECKING:
     from tests.redis_server import RedisServer
 
 import shared
+from shared.settings import SETTING_NAMES
 from tests.helpers import CARD_ID, SECRETS
 
 MOCK_URL = "https://kaizala.test/v1/users/me"
@@ -17,6 +18,7 @@ FLEET_SETTINGS = (
     "TOKEN_CACHE_REDIS_TIMEOUT_MS",
     "TOKEN_CACHE_LOCAL_SECONDS",
 )
+TEAMS_SETTINGS = tuple(name for name in SETTING_NAMES if name.startswith("TEAMS_"))
 
 
 class _Recorder(logging.Handler):
@@ -64,6 +66,8 @@ def settings_env(monkeypatch: pytest.MonkeyPatch) -> None:
     ):
         monkeypatch.delenv(name, raising=False)
     for name in FLEET_SETTINGS:  # issue 9: the fleet cache stays off unless a test turns it on
+        monkeypatch.delenv(name, raising=False)
+    for name in TEAMS_SETTINGS:  # issue 11: Teams stays off unless a test turns it on
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("KAIZALA_IDENTITY_URL", MOCK_URL)
     monkeypatch.setenv("KAIZALA_ALLOWED_ACTION_PACKAGE_IDS", CARD_ID)

@@ -12,8 +12,12 @@ import requests
 
 from devserver import worker_host
 from tests.devserver_process import ROOT, DevServer, devserver
+from tests.helpers import secret
 
 STAND_IN_ORIGIN_HEADER = "Origin"
+TEAMS_TENANT = "8f3a1c2e-5b7d-4e19-9c0a-2d6f4b8e1a70"  # devserver/demo_users.json's, which the host trusts by default
+TEAMS_CLIENT = "6a2b9c4d-1e3f-4a5b-8c7d-0e9f1a2b3c4d"
+OTHER_CLIENT = "0d9c8b7a-6f5e-4d3c-8b2a-1f0e9d8c7b6a"
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +38,33 @@ def test_banner_lists_functions_curl_lines_and_the_card_preview(server) -> None:
     assert 'curl -s -H "Authorization: Bearer $TOKEN"' in out
     token = out.split("export TOKEN=", 1)[1].split()[0]
     assert requests.get(f"{server.api}/api/ValidateToken", headers=bearer(token), timeout=5).status_code == 200
+
+
+def test_banner_shows_the_entra_stand_in_and_the_teams_settings_the_host_got(server) -> None:
+    out = server.stdout_path.read_text()
+    assert f"Entra ID stand-in: {server.kaizala}/{TEAMS_TENANT}/discovery/v2.0/keys" in out
+    assert (
+        f"TEAMS_AUTHORITY={server.kaizala} TEAMS_CLIENT_ID={TEAMS_CLIENT} TEAMS_ALLOWED_TENANT_IDS={TEAMS_TENANT}"
+        in out
+    )
+    assert f"  curl -s -X POST {server.kaizala}/v1/dev/teams-tokens" in out
+    minted = requests.post(f"{server.kaizala}/v1/dev/teams-tokens", timeout=5)
+    assert minted.status_code == 201
+    secret(minted.json()["token"])
+    assert requests.get(f"{server.kaizala}/{TEAMS_TENANT}/discovery/v2.0/keys", timeout=5).json()["keys"]
+
+
+def test_teams_settings_already_set_are_kept_and_the_default_authority_follows_the_stand_in() -> None:
+    env = {
+        "TEAMS_CLIENT_ID": OTHER_CLIENT,
+        "TEAMS_ALLOWED_TENANT_IDS": " ",
+        "TEAMS_AUTHORITY": "http://127.0.0.1:7072/",
+    }
+    with devserver(env=env) as running:
+        expected = f"TEAMS_AUTHORITY={running.kaizala} TEAMS_CLIENT_ID={OTHER_CLIENT} TEAMS_ALLOWED_TENANT_IDS="
+        assert f"{expected}{TEAMS_TENANT}\n" in running.stdout_path.read_text()  # blank counts as unset
+    with devserver(env={"TEAMS_AUTHORITY": "http://127.0.0.1:9"}) as running:  # another authority: kept
+        assert "TEAMS_AUTHORITY=http://127.0.0.1:9 " in running.stdout_path.read_text()
 
 
 def test_identity_end_to_end(server) -> None:

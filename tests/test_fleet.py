@@ -21,7 +21,7 @@ import pytest
 
 from shared.fleet import NOTHING, FleetCache, SharedState
 from shared.identity import Identity
-from shared.sealing import Sealer
+from shared.sealing import VERSION, Sealer
 from shared.settings import FleetSettings
 from tests.helpers import make_jwt, secret, wait_for
 from tests.redis_server import OTHER_SECRET, SECRET, RedisServer, require_redis
@@ -195,7 +195,8 @@ def test_tampered_forged_and_foreign_values_are_misses(
         good[:5] + bytes([good[5] ^ 0x10]) + good[6:],
         good[:20] + bytes([good[20] ^ 0x80]) + good[21:],
         good[:-1] + bytes([good[-1] ^ 1]),
-        bytes([2]) + good[1:],  # another version
+        bytes([VERSION + 1]) + good[1:],  # another version: a newer one, and the one before
+        bytes([VERSION - 1]) + good[1:],
         other.seal_identity(other.keys(token), person(2), soon()),  # another deployment, same token
         b"",
         b"{}",

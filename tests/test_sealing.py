@@ -36,6 +36,24 @@ def test_round_trip_and_expiry_travel_together() -> None:
     assert opened.expires_at == expires_at
 
 
+def test_a_teams_identity_round_trips_with_its_provider_and_reveals_nothing() -> None:
+    token = make_jwt()
+    keys = SEALER.keys(token)
+    teams_user = Identity.from_teams(
+        "3f2b8c1a-7d4e-4b6f-9a0c-1e5d2f8b7c6a",
+        "Asha Rao",
+        "8f3a1c2e-5b7d-4e19-9c0a-2d6f4b8e1a70",
+        "asha@contoso.example",
+    )
+    value = SEALER.seal_identity(keys, teams_user, time.time() + 60)
+    opened = SEALER.open_identity(keys, value)
+    assert opened is not None
+    assert opened.identity == teams_user
+    assert opened.identity.provider == "teams"
+    for revealing in (teams_user.id, "Asha", "8f3a1c2e", "asha@contoso", "teams"):
+        assert revealing.encode() not in value
+
+
 def test_names_are_one_way_distinct_and_not_the_in_process_key() -> None:
     token = make_jwt()
     keys = SEALER.keys(token)

@@ -105,3 +105,30 @@ def test_one_request_sees_one_snapshot_of_the_settings(monkeypatch) -> None:
         monkeypatch.setenv("TOKEN_CACHE_SECONDS", "20")
         assert current_settings().cache_seconds == 10  # the request goes on with what it started with
     assert current_settings().cache_seconds == 20  # the next request sees the change
+
+
+# --- issue 11: Teams ---------------------------------------------------------------------------------------------
+
+
+def test_teams_is_off_without_teams_settings() -> None:
+    from shared.settings import current_settings
+
+    assert current_settings().teams is None
+
+
+def test_teams_settings_parse_with_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    from shared.settings import DEFAULT_TEAMS_AUTHORITY, TEAMS_CLIENT_APP_IDS, current_settings
+
+    monkeypatch.setenv("TEAMS_CLIENT_ID", "6A2B9C4D-1E3F-4A5B-8C7D-0E9F1A2B3C4D")
+    monkeypatch.setenv(
+        "TEAMS_ALLOWED_TENANT_IDS", " 8f3a1c2e-5b7d-4e19-9c0a-2d6f4b8e1a70 , 0b9d7e5c-3a1f-4c28-b6e4-9f2a7c1d5e83"
+    )
+    teams = current_settings().teams
+    assert teams is not None
+    assert teams.client_id == "6a2b9c4d-1e3f-4a5b-8c7d-0e9f1a2b3c4d"
+    assert teams.allowed_tenant_ids == {"8f3a1c2e-5b7d-4e19-9c0a-2d6f4b8e1a70", "0b9d7e5c-3a1f-4c28-b6e4-9f2a7c1d5e83"}
+    assert teams.allowed_client_app_ids == TEAMS_CLIENT_APP_IDS
+    assert teams.authority == DEFAULT_TEAMS_AUTHORITY
+    assert teams.keys_url("t") == "https://login.microsoftonline.com/t/discovery/v2.0/keys"
+    monkeypatch.setenv("TEAMS_AUTHORITY", "http://127.0.0.1:9999/")
+    assert current_settings().teams.keys_url("t") == "http://127.0.0.1:9999/t/discovery/v2.0/keys"

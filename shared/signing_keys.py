@@ -1,0 +1,196 @@
+"""Entra ID's published signing keys (JWKS), per tenant: fetched through the hardened upstream client, kept for
+their published lifetime, one fetch at a time per tenant.
+
+- A key set past its lifetime keeps serving while a background fetch replaces it (no request waits for that),
+  for at most STALE_GRACE_SECONDS more: Entra being briefly unreachable does not stop sign-ins.
+- A `kid` not in the set triggers a fetch at most once per REFETCH_SECONDS per tenant, so tokens with made-up
+  `kid`s cannot make us hammer the key endpoint; the burst shares that one fetch (single flight).
+- With no usable key set and Entra unreachable: IdentityUnavailable (503), and no new attempt before
+  FAILED_FETCH_BACKOFF_SECONDS has passed.
+"""
+
+import logging
+import math
+import os
+import re
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+
+from jwt import PyJWK, PyJWTError
+
+from . import untrusted_json
+from .errors import IdentityBadResponse, InvalidToken
+from .upstream import Answer, Upstream
+
+log = logging.getLogger("kaizala_auth")
+
+SERVICE = "Microsoft Entra ID"
+DEFAULT_LIFETIME_SECONDS = 3600.0
+MIN_LIFETIME_SECONDS = 300.0
+MAX_LIFETIME_SECONDS = 86400.0
+STALE_GRACE_SECONDS = 3600.0
+REFETCH_SECONDS = 30.0
+FAILED_FETCH_BACKOFF_SECONDS = 2.0
+BACKGROUND_FETCH_SECONDS = 10.0  # a replacement fetched in the background: nobody waits for it
+_MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*(\d{1,9})\s*(?:,|$)", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class KeySet:
+    keys: dict[str, PyJWK]  # by kid: RSA signature keys only
+    fetched_at: float
+    fresh_until: float
+    usable_until: float
+
+
+class SigningKeys:
+    def __init__(self, upstream: Upstream | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        self._upstream = upstream or Upstream(SERVICE, "entra")
+        self._clock = clock
+        self._reset()
+        _reset_after_fork(self)
+
+    def _reset(self) -> None:
+        self._lock = threading.Lock()
+        self._sets: dict[str, KeySet] = {}
+        self._flights: dict[str, Future[KeySet]] = {}
+        self._last_attempt: dict[str, tuple[float, bool]] = {}  # url -> (when, succeeded)
+
+    def key(self, url: str, kid: str, deadline: float) -> PyJWK:
+        """The key `kid` of the set at `url`. InvalidToken when the set does not hold it; IdentityUnavailable when
+        no usable set can be had before `deadline` (a `time.monotonic()` value)."""
+        with self._lock:
+            now = self._clock()
+            current = self._sets.get(url)
+            usable = current is not None and now < current.usable_until
+            if usable and current is not None and kid in current.keys:
+                if now >= current.fresh_until:
+                    self._refresh_in_background(url)
+                return current.keys[kid]
+            flight = self._flights.get(url)
+            # An unknown kid may refetch a usable set only now and then; a missing set after a failure, soon.
+            leading = flight is None and self._may_fetch(url, now, REFETCH_SECONDS if usable else 0.0)
+            if leading:
+                flight = self._flights[url] = Future()
+        if flight is None:
+            if usable:
+                raise InvalidToken("The token is signed by a key that is not among the tenant's signing keys.")
+            raise self._upstream.unavailable(retry_after=math.ceil(FAILED_FETCH_BACKOFF_SECONDS))
+        if leading:
+            self._fetch(url, flight, deadline)
+        found = _wait(flight, deadline, self._upstream)
+        if kid not in found.keys:
+            raise InvalidToken("The token is signed by a key that is not among the tenant's signing keys.")
+        return found.keys[kid]
+
+    def _may_fetch(self, url: str, now: float, interval: float) -> bool:
+        """Under the lock: whether a fetch may start now, `interval` seconds after the last attempt (and never
+        sooner than FAILED_FETCH_BACKOFF_SECONDS after a failed one)."""
+        last = self._last_attempt.get(url)
+        if last is None:
+            return True
+        when, succeeded = last
+        return now - when >= (interval if succeeded else max(interval, FAILED_FETCH_BACKOFF_SECONDS))
+
+    def _refresh_in_background(self, url: str) -> None:
+        """Under the lock: replace a set past its lifetime on a daemon thread (at most one per url)."""
+        if url in self._flights or not self._may_fetch(url, self._clock(), 0.0):
+            return
+        flight: Future[KeySet] = Future()
+        self._flights[url] = flight
+        deadline = time.monotonic() + BACKGROUND_FETCH_SECONDS
+        try:
+            threading.Thread(target=self._fetch, args=(url, flight, deadline), name="entra-keys", daemon=True).start()
+        except RuntimeError:  # no thread could be started: the stale set serves on; the next request tries again
+            del self._flights[url]
+
+    def _fetch(self, url: str, flight: "Future[KeySet]", deadline: float) -> None:
+        """Outside the lock: fetch, record, then tell every waiter (the flight ends before its result is shown, so
+        nobody joins a finished flight)."""
+        try:
+            found = self._download(url, deadline)
+        except BaseException as exc:  # noqa: BLE001 - every failure reaches the waiters
+            with self._lock:
+                self._last_attempt[url] = (self._clock(), False)
+                self._flights.pop(url, None)
+            flight.set_exception(exc)
+            return
+        with self._lock:
+            self._last_attempt[url] = (found.fetched_at, True)
+            self._sets[url] = found
+            self._flights.pop(url, None)
+        flight.set_result(found)
+
+    def _download(self, url: str, deadline: float) -> KeySet:
+        answer = self._upstream.get(url, {"Accept": "application/json"}, deadline)
+        if answer.status != 200:
+            log.warning("entra signing keys: unexpected status %d", answer.status)
+            raise (self._upstream.unavailable() if answer.status >= 500 else IdentityBadResponse(_BAD_KEYS))
+        keys = _parse_keys(answer)
+        now = self._clock()
+        lifetime = _lifetime(answer.headers.get("Cache-Control"))
+        log.info("entra signing keys fetched: %d keys, kept %.0f s", len(keys), lifetime)
+        return KeySet(
+            keys, fetched_at=now, fresh_until=now + lifetime, usable_until=now + lifetime + STALE_GRACE_SECONDS
+        )
+
+
+_BAD_KEYS = "Microsoft Entra ID's signing keys could not be read. Try again later."
+
+
+def _parse_keys(answer: Answer) -> dict[str, PyJWK]:
+    if answer.body is None:
+        raise IdentityBadResponse(_BAD_KEYS)
+    try:
+        document = untrusted_json.parse(answer.body)
+    except untrusted_json.NotJson:
+        raise IdentityBadResponse(_BAD_KEYS) from None
+    entries = document.get("keys") if isinstance(document, dict) else None
+    if not isinstance(entries, list):
+        raise IdentityBadResponse(_BAD_KEYS)
+    keys: dict[str, PyJWK] = {}
+    for entry in entries:
+        if not isinstance(entry, dict) or entry.get("kty") != "RSA" or entry.get("use", "sig") != "sig":
+            continue
+        kid = entry.get("kid")
+        if not isinstance(kid, str) or not kid:
+            continue
+        try:
+            keys[kid] = PyJWK(entry, algorithm="RS256")
+        except (PyJWTError, ValueError, TypeError):  # a key that cannot be used is skipped, like PyJWKSet does
+            continue
+    if not keys:
+        raise IdentityBadResponse(_BAD_KEYS)
+    return keys
+
+
+def _lifetime(cache_control: str | None) -> float:
+    match = _MAX_AGE.search(cache_control or "")
+    if match is None:
+        return DEFAULT_LIFETIME_SECONDS
+    return min(max(float(match.group(1)), MIN_LIFETIME_SECONDS), MAX_LIFETIME_SECONDS)
+
+
+def _wait(flight: "Future[KeySet]", deadline: float, upstream: Upstream) -> KeySet:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise upstream.too_slow()
+    try:
+        return flight.result(timeout=left)
+    except TimeoutError:
+        raise upstream.too_slow() from None
+
+
+def _reset_after_fork(keys: SigningKeys) -> None:
+    """A lock held by another thread at fork stays held in the child, and its flights never end there."""
+    ref = weakref.ref(keys)
+
+    def in_child() -> None:
+        if (alive := ref()) is not None:
+            alive._reset()
+
+    os.register_at_fork(after_in_child=in_child)

@@ -1,0 +1,149 @@
+"""Microsoft Teams tab tokens: Entra ID access tokens issued to the company's app registration, verified here
+(signature against the tenant's published keys, issuer, audience, lifetime, scope, requesting app).
+
+`entra_issuer` decides which provider checks a token, from what the token says about itself unverified; it
+never grants anything: `verify` checks everything, and fails closed at each step.
+"""
+
+import base64
+import binascii
+import re
+from typing import Any
+
+import jwt
+
+from . import untrusted_json
+from .errors import InvalidToken
+from .identity import Identity
+from .policy import CLIENT_APP_NOT_ALLOWED, TENANT_NOT_ALLOWED, Refused
+from .settings import TeamsSettings
+from .signing_keys import SigningKeys
+from .tokens import CLOCK_SKEW_SECONDS
+
+SCOPE = "access_as_user"
+RENEW = "Get a new one with microsoftTeams.authentication.getAuthToken."
+V2_ISSUER = "https://login.microsoftonline.com/{tenant}/v2.0"
+V1_ISSUER = "https://sts.windows.net/{tenant}/"
+# Every token naming one of Entra's issuer hosts goes to the Teams provider, whatever the rest of it says, so a
+# malformed Entra token is refused here rather than sent to Kaizala.
+_ENTRA_HOST = re.compile(r"https://(?:login\.microsoftonline\.com|sts\.windows\.net)/.*", re.DOTALL)
+_ISSUER_FORMS = re.compile(
+    r"https://login\.microsoftonline\.com/(?P<v2>[0-9a-f-]{36})/v2\.0|https://sts\.windows\.net/(?P<v1>[0-9a-f-]{36})/"
+)
+_APPLICATION_ID_URI = re.compile(r"api://[^/\s]+/(?P<client_id>[^/\s]+)")
+
+
+def entra_issuer(token: str) -> str | None:
+    """The token's issuer when it (unverified) names Entra ID: such a token goes to the Teams provider. None for
+    any other token (Kaizala's)."""
+    payload = _unverified_payload(token)
+    issuer = payload.get("iss") if payload is not None else None
+    return issuer if isinstance(issuer, str) and _ENTRA_HOST.fullmatch(issuer) else None
+
+
+def allowed_tenant(issuer: str, settings: TeamsSettings) -> str:
+    """The tenant `issuer` names, checked before any key is fetched, so a tenant we never trust costs no call to
+    Entra: 403 for a tenant not allowed, 401 for an issuer in neither of Entra's two forms."""
+    form = _ISSUER_FORMS.fullmatch(issuer)
+    if form is None:
+        raise InvalidToken("The token's issuer is not an Entra ID issuer this API accepts.")
+    tenant_id = form.group("v2") or form.group("v1")
+    if tenant_id not in settings.allowed_tenant_ids:
+        raise Refused("Tokens from this Microsoft Entra tenant are not allowed to call this API.", TENANT_NOT_ALLOWED)
+    return tenant_id
+
+
+class TeamsVerifier:
+    def __init__(self, keys: SigningKeys | None = None) -> None:
+        self.keys = keys or SigningKeys()
+
+    def verify(self, token: str, settings: TeamsSettings, deadline: float) -> Identity:
+        """The Teams user `token` belongs to, or a typed error (InvalidToken 401, Refused 403, IdentityUnavailable
+        503 when the tenant's signing keys cannot be had before `deadline`)."""
+        issuer = entra_issuer(token)
+        if issuer is None:
+            raise InvalidToken("The token is not an Entra ID access token.")
+        tenant_id = allowed_tenant(issuer, settings)
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise InvalidToken("The token's header is not readable.") from None
+        if header.get("alg") != "RS256":
+            raise InvalidToken("Teams tokens must be signed with RS256.")
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise InvalidToken("The token names no signing key (kid).")
+        key = self.keys.key(settings.keys_url(tenant_id), kid, deadline)
+        claims = _decode(token, key)
+        return _identity(claims, tenant_id, settings)
+
+
+def _decode(token: str, key: jwt.PyJWK) -> dict[str, Any]:
+    try:
+        return jwt.decode(
+            token,
+            key=key.key,
+            algorithms=["RS256"],
+            leeway=CLOCK_SKEW_SECONDS,
+            # iss and aud have forms PyJWT cannot express; they are checked in _identity.
+            options={"require": ["exp", "nbf", "iss", "aud", "tid", "oid"], "verify_aud": False, "verify_iss": False},
+        )
+    except jwt.ExpiredSignatureError:
+        raise InvalidToken(f"The token has expired. {RENEW}") from None
+    except jwt.ImmatureSignatureError:
+        raise InvalidToken("The token is not valid yet (nbf); check this machine's clock.") from None
+    except jwt.InvalidSignatureError:
+        raise InvalidToken("The token's signature does not verify.") from None
+    except jwt.MissingRequiredClaimError as exc:
+        raise InvalidToken(f"The token lacks the {exc.claim!r} claim.") from None
+    except jwt.PyJWTError:
+        raise InvalidToken("The token is not a valid Entra ID access token.") from None
+
+
+def _identity(claims: dict[str, Any], tenant_id: str, settings: TeamsSettings) -> Identity:
+    if claims.get("tid") != tenant_id or claims.get("iss") not in (
+        V2_ISSUER.format(tenant=tenant_id),
+        V1_ISSUER.format(tenant=tenant_id),
+    ):
+        raise InvalidToken("The token's issuer does not match its tenant.")
+    audience = claims.get("aud")
+    if not isinstance(audience, str) or not _for_client(audience, settings.client_id):
+        raise InvalidToken("The token was not issued for this API (aud is not TEAMS_CLIENT_ID).")
+    scopes = claims.get("scp")
+    if not isinstance(scopes, str) or SCOPE not in scopes.split(" "):
+        raise InvalidToken(f"The token does not carry the {SCOPE} scope.")
+    client_app = claims.get("azp", claims.get("appid"))
+    if not isinstance(client_app, str) or client_app.lower() not in settings.allowed_client_app_ids:
+        raise Refused("The app that requested this token is not allowed to call this API.", CLIENT_APP_NOT_ALLOWED)
+    object_id = claims.get("oid")
+    if not isinstance(object_id, str) or not object_id:
+        raise InvalidToken("The token names no user (oid).")
+    return Identity.from_teams(
+        object_id.lower(),
+        name=_text(claims.get("name")),
+        tenant_id=tenant_id,
+        user_principal_name=_text(claims.get("upn")) or _text(claims.get("preferred_username")),
+    )
+
+
+def _for_client(audience: str, client_id: str) -> bool:
+    """Entra sets aud to the client id (v2 tokens) or to the Application ID URI, api://<host>/<client id>."""
+    if audience.lower() == client_id:
+        return True
+    uri = _APPLICATION_ID_URI.fullmatch(audience)
+    return uri is not None and uri.group("client_id").lower() == client_id
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _unverified_payload(token: str) -> dict[str, Any] | None:
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        payload = untrusted_json.parse(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (binascii.Error, ValueError):
+        return None
+    return payload if isinstance(payload, dict) else None
