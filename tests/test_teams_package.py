@@ -254,3 +254,8 @@ def test_make_package_builds_all_three(tmp_path: Path, capsys: pytest.CaptureFix
     err = capsys.readouterr().err
     assert "--tab-url" not in err
     assert "--teams-client-id" not in err
+
+
+def test_the_default_client_id_is_the_stand_ins_demo_app_registration() -> None:
+    demo = json.loads((ROOT / "devserver" / "demo_users.json").read_text())
+    assert demo["teams"]["clientId"] == DEMO_TEAMS_CLIENT_ID
