@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# teams-js for the Teams tab, from npm at the version teams/package-lock.json pins (npm ci: like pip for the venv).
+NPM ?= npm
+TEAMS_JS := teams/node_modules/.package-lock.json
 
 .PHONY: run test lint bench package clean rebuild-venv
 
@@ -23,7 +26,13 @@ $(STAMP): requirements.txt requirements-dev.txt $(REBUILD_VENV)
 
 rebuild-venv: ;
 
-run: $(STAMP)
+$(TEAMS_JS): teams/package.json teams/package-lock.json
+	@command -v $(NPM) >/dev/null 2>&1 || { echo "make: $(NPM) is missing (apt-get install nodejs npm): it installs teams-js for the Teams tab" >&2; exit 2; }
+	cd teams && $(NPM) ci --no-audit --no-fund --ignore-scripts --loglevel=error
+	touch $@
+
+# The card preview's Teams mode uses the real teams-js when npm is here to install it (a stand-in otherwise).
+run: $(STAMP) $(if $(shell command -v $(NPM) 2>/dev/null),$(TEAMS_JS))
 	$(BIN)/python -m devserver$(if $(PORT), --port $(PORT))$(if $(KAIZALA_PORT), --kaizala-port $(KAIZALA_PORT))$(if $(ARGS), $(ARGS))
 
 lint: $(STAMP)
@@ -31,14 +40,14 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint
+test: lint $(TEAMS_JS)
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
-package: $(STAMP)
-	$(BIN)/python -m devserver.package $(if $(API_URL),--api-url $(API_URL),)
+package: $(STAMP) $(TEAMS_JS)
+	$(BIN)/python -m devserver.package $(if $(API_URL),--api-url $(API_URL),)$(if $(TAB_URL), --tab-url $(TAB_URL))$(if $(TEAMS_CLIENT_ID), --teams-client-id $(TEAMS_CLIENT_ID))
 
 clean:
-	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache .hypothesis .benchmarks
+	rm -rf $(VENV) build teams/node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis .benchmarks

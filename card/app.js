@@ -1,10 +1,14 @@
-// Product Picker card: gets a Kaizala Integration Service token, calls our API with it, fills the dropdown.
+// Product Picker: one page for two hosts. In a Kaizala card it gets a Kaizala Integration Service token from
+// KASClient; in a Microsoft Teams tab, an Entra ID token from teams-js (microsoftTeams.authentication.getAuthToken).
+// It calls our API with the token, fills the dropdown and shows who is signed in.
 // The token goes only into the Authorization header: never into a URL, the page, or the console.
 "use strict";
 
 (function () {
   var config = window.CARD_CONFIG || {};
   var apiBaseUrl = String(config.apiBaseUrl || "").replace(/\/+$/, "");
+  // Teams answers app.initialize() at once inside Teams; outside it (the page opened alone) nothing answers.
+  var TEAMS_INIT_TIMEOUT_MS = 15000;
 
   function byId(id) { return document.getElementById(id); }
 
@@ -14,24 +18,95 @@
     this.retryable = retryable;
   }
 
+  // --- the host -----------------------------------------------------------------------------------------------
+  // KASClient present: Kaizala (its package never carries teams-js, but a page with both is still a card).
+  // Otherwise teams-js present: a Teams tab. Neither: say so instead of a blank card.
+
+  function kaizalaSdk() {
+    var app = window.KASClient && window.KASClient.App;
+    return app && typeof app.getIntegerationServiceTokenAsync === "function" ? app : null;
+  }
+
+  function teamsSdk() {
+    var teams = window.microsoftTeams;
+    var ok = teams && teams.app && typeof teams.app.initialize === "function" &&
+      teams.authentication && typeof teams.authentication.getAuthToken === "function";
+    return ok ? teams : null;
+  }
+
+  var KAIZALA = {
+    name: "kaizala",
+    requestToken: function () {
+      return new Promise(function (resolve, reject) {
+        var app = kaizalaSdk();
+        // The SDK's own spelling: "Integeration".
+        app.getIntegerationServiceTokenAsync(function (token, error) {
+          if (error || !token) {
+            reject(new CardError("token", "Kaizala could not sign you in to this card. Try again.", true));
+          } else {
+            resolve(token);
+          }
+        });
+      });
+    },
+    unauthorized: "Kaizala could not confirm who you are. Close the card and open it again.",
+    forbidden: "This card is not allowed to use the product service. Ask your admin to allow it.",
+    forbiddenHeading: "This card isn't allowed"
+  };
+
+  var teamsReady = null;
+
+  function initializeTeams() {
+    if (!teamsReady) {
+      teamsReady = new Promise(function (resolve, reject) {
+        var timer = setTimeout(function () { reject(new Error("timeout")); }, TEAMS_INIT_TIMEOUT_MS);
+        Promise.resolve(teamsSdk().app.initialize()).then(
+          function () { clearTimeout(timer); resolve(); },
+          function (error) { clearTimeout(timer); reject(error); });
+      });
+      teamsReady.catch(function () { teamsReady = null; });  // a later retry initializes again
+    }
+    return teamsReady.catch(function () {
+      throw new CardError("host", "Microsoft Teams did not answer. Open this tab in Teams and try again.", true);
+    });
+  }
+
+  var TEAMS = {
+    name: "teams",
+    requestToken: async function () {
+      await initializeTeams();
+      var token = null;
+      try {
+        token = await teamsSdk().authentication.getAuthToken();
+      } catch (ignored) {
+        token = null;  // the reason may quote Teams' answer: it stays off the page and the console
+      }
+      if (typeof token !== "string" || !token) {
+        throw new CardError("token", "Microsoft Teams could not sign you in to this tab. Try again.", true);
+      }
+      return token;
+    },
+    unauthorized: "Microsoft Teams could not confirm who you are. Close the tab and open it again.",
+    forbidden: "Your organization or account is not allowed to use the product service. Ask your admin to allow it.",
+    forbiddenHeading: "Your account isn't allowed"
+  };
+
+  function detectHost() {
+    if (kaizalaSdk()) { return KAIZALA; }
+    if (teamsSdk()) { return TEAMS; }
+    return null;
+  }
+
+  var host = detectHost();
+
   // --- the token ----------------------------------------------------------------------------------------------
 
   function requestToken() {
-    return new Promise(function (resolve, reject) {
-      var app = window.KASClient && window.KASClient.App;
-      if (!app || typeof app.getIntegerationServiceTokenAsync !== "function") {
-        reject(new CardError("sdk", "This card is missing the Kaizala SDK (KASClient.js).", false));
-        return;
-      }
-      // The SDK's own spelling: "Integeration".
-      app.getIntegerationServiceTokenAsync(function (token, error) {
-        if (error || !token) {
-          reject(new CardError("token", "Kaizala could not sign you in to this card. Try again.", true));
-        } else {
-          resolve(token);
-        }
-      });
-    });
+    if (!host) {
+      return Promise.reject(new CardError(
+        "sdk", "Open this page in Kaizala or Microsoft Teams: neither SDK (KASClient.js, teams-js) is loaded.", false));
+    }
+    return host.requestToken();
   }
 
   var latestToken = null;
@@ -75,9 +150,9 @@
     var message = typeof body.message === "string" ? body.message : "";
     switch (response.status) {
       case 401:
-        return new CardError("unauthorized", "Kaizala could not confirm who you are. Close the card and open it again.", true);
+        return new CardError("unauthorized", host.unauthorized, true);
       case 403:
-        return new CardError("forbidden", "This card is not allowed to use the product service. Ask your admin to allow it.", false);
+        return new CardError("forbidden", host.forbidden, false);
       case 503:
         var wait = parseInt(response.headers.get("Retry-After") || "", 10);
         var when = wait > 0 ? " in " + wait + " seconds" : " shortly";
@@ -129,9 +204,10 @@
     if (results[0].status === "fulfilled") {
       showIdentity(results[0].value);
     } else {
-      // A 403 means Kaizala did sign the user in: it is this card that is refused.
+      // A 403 means the host did sign the user in: it is this card (Kaizala) or this tenant or user (Teams)
+      // that is refused.
       var refused = results[0].reason instanceof CardError && results[0].reason.kind === "forbidden";
-      byId("user-name").textContent = refused ? "This card isn't allowed" : "Not signed in";
+      byId("user-name").textContent = refused ? host.forbiddenHeading : "Not signed in";
     }
     if (results[1].status === "fulfilled") {
       showProducts(results[1].value);
@@ -147,6 +223,7 @@
   }
 
   function start() {
+    if (host) { document.documentElement.setAttribute("data-host", host.name); }
     byId("retry").addEventListener("click", load);
     load();
   }

@@ -324,6 +324,17 @@ class KaizalaStandIn:
             return Response(self._preview_config(), mimetype="text/javascript", headers={"Cache-Control": "no-store"})
         if name == "KASClient.js":
             return send_from_directory(PREVIEW_DIR, "KASClient.js", request.environ, max_age=0)
+        if name == "MicrosoftTeams.min.js":
+            # The real teams-js bundle when `npm ci` has run in teams/, kept off Microsoft's CDN, then the
+            # preview's stand-in of its app.initialize and authentication.getAuthToken (the preview files say why).
+            bundle = HERE.parent / "teams" / "node_modules" / "@microsoft" / "teams-js" / "dist" / "umd" / name
+            script = (PREVIEW_DIR / "teams-preview.js").read_text(encoding="utf-8")
+            if bundle.is_file():
+                real = bundle.read_text(encoding="utf-8")
+                head, map_comment, _ = real.rpartition("\n//# sourceMappingURL=")  # no map is served
+                offline = (PREVIEW_DIR / "teams-offline.js").read_text(encoding="utf-8")
+                script = "\n".join([offline, head if map_comment else real, script])
+            return Response(script, mimetype="text/javascript", headers={"Cache-Control": "no-store"})
         return send_from_directory(self.card_dir, name, request.environ, max_age=0)
 
     def _preview_config(self) -> str:

@@ -1,15 +1,25 @@
-"""The sample card in headless Chromium, against `python -m devserver`: dropdown, user, and failure handling."""
+"""The sample card in headless Chromium, against `python -m devserver`: dropdown, user, and failure handling.
+
+The same page runs as a Kaizala card (the preview's KASClient stand-in) and as a Teams tab (`/card/?host=teams`:
+the real teams-js bundle with its app.initialize and authentication.getAuthToken stood in, minting Teams tokens
+from the Entra ID stand-in).
+"""
 
 import json
 import os
 import shutil
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import pytest
 import requests
 
-from tests.devserver_process import DevServer, devserver
+from devserver.package import TEAMS_DIR, TEAMS_JS_PACKAGE
+from tests.devserver_process import ROOT, DevServer, devserver
+from tests.helpers import secret
+from tests.shared_data import teams_js_bundle
 
 pytestmark = [pytest.mark.browser]
 
@@ -19,7 +29,7 @@ if CHROMIUM is None:
         raise RuntimeError("REQUIRE_BROWSER=1 but no chromium is installed (apt-get install chromium)")
     pytest.skip("no Chromium on this machine (apt-get install chromium)", allow_module_level=True)
 
-from playwright.sync_api import Browser, Page, Route, expect, sync_playwright  # noqa: E402
+from playwright.sync_api import Browser, Page, Response, Route, expect, sync_playwright  # noqa: E402
 
 # Flags for a closed network and a root user, as Debian's Chromium needs them in a sandboxed CI.
 CHROMIUM_ARGS = [
@@ -71,6 +81,64 @@ def product_option_values(page: Page) -> list[str]:
     return page.eval_on_selector_all("#product option", "options => options.map(o => o.value)")
 
 
+@dataclass
+class Traffic:
+    """What a page sent and got: every URL, the tokens minted for it (Kaizala and Teams), the API's answers."""
+
+    urls: list[str] = field(default_factory=list)
+    kaizala_mints: int = 0
+    teams_mints: int = 0
+    tokens: list[str] = field(default_factory=list)
+    api: list[tuple[str, int]] = field(default_factory=list)  # (path, status), preflights left out
+    identities: list[dict[str, object]] = field(default_factory=list)  # ValidateToken's 200 answers
+
+    def on_response(self, response: Response) -> None:
+        path = urlsplit(response.url).path
+        if path in ("/v1/dev/tokens", "/v1/dev/teams-tokens") and response.status == 201:
+            self.tokens.append(secret(json.loads(response.body())["token"]))
+        if path.startswith("/api/") and response.request.method != "OPTIONS":
+            self.api.append((path, response.status))
+            if path == "/api/ValidateToken" and response.status == 200:
+                self.identities.append(json.loads(response.body()))
+
+    def on_request(self, url: str) -> None:
+        self.urls.append(url)
+        path = urlsplit(url).path
+        self.kaizala_mints += path == "/v1/dev/tokens"
+        self.teams_mints += path == "/v1/dev/teams-tokens"
+
+    def statuses(self) -> list[int]:
+        return sorted(status for _path, status in self.api)
+
+
+def watch(page: Page) -> Traffic:
+    traffic = Traffic()
+    page.on("request", lambda request: traffic.on_request(request.url))
+    page.on("response", traffic.on_response)
+    return traffic
+
+
+def assert_no_token_leaks_and_nothing_off_the_machine(page: Page, traffic: Traffic) -> None:
+    assert traffic.tokens
+    for token in traffic.tokens:
+        assert not any(token in url for url in traffic.urls)
+        assert not any(token in text for text in page.console_messages_seen)  # type: ignore[attr-defined]
+    # Nothing from a CDN (teams-js included) and no call beyond the loopback stand-ins.
+    assert {urlsplit(url).hostname for url in traffic.urls} == {"127.0.0.1"}, traffic.urls
+
+
+def teams_users() -> list[dict[str, str]]:
+    demo = json.loads((ROOT / "devserver" / "demo_users.json").read_text())
+    users: list[dict[str, str]] = demo["teams"]["users"]
+    return users
+
+
+def teams_token(server: DevServer, **body: object) -> str:
+    response = requests.post(f"{server.kaizala}/v1/dev/teams-tokens", json=body, timeout=5)
+    assert response.status_code == 201, response.text
+    return secret(response.json()["token"])
+
+
 def test_card_fills_the_dropdown_and_shows_the_user(page: Page, server: DevServer) -> None:
     minted: list[str] = []
     page.on(
@@ -79,6 +147,8 @@ def test_card_fills_the_dropdown_and_shows_the_user(page: Page, server: DevServe
     )
     requested_urls: list[str] = []
     page.on("request", lambda request: requested_urls.append(request.url))
+
+    traffic = watch(page)
 
     page.goto(f"{server.kaizala}/card/")
     expect(page.locator("#user-name")).to_have_text("Signed in as Asha Rao")
@@ -93,6 +163,10 @@ def test_card_fills_the_dropdown_and_shows_the_user(page: Page, server: DevServe
     for token in minted:
         assert not any(token in url for url in requested_urls)
         assert not any(token in text for text in page.console_messages_seen)  # type: ignore[attr-defined]
+    # The preview loads teams-js too: with KASClient present the page is a Kaizala card all the same.
+    assert page.evaluate("document.documentElement.dataset.host") == "kaizala"
+    assert (traffic.kaizala_mints, traffic.teams_mints) == (1, 0)
+    assert_no_token_leaks_and_nothing_off_the_machine(page, traffic)
 
 
 def test_expired_token_recovers_with_one_fresh_token(page: Page, server: DevServer) -> None:
@@ -169,3 +243,132 @@ def test_card_keeps_a_margin_at_phone_width(browser: Browser, server: DevServer,
         assert select["x"] + select["width"] <= box["x"] + box["width"]
     finally:
         context.close()
+
+
+# --- the same page as a Microsoft Teams tab ------------------------------------------------------------------------
+
+
+def test_teams_tab_fills_the_dropdown_and_shows_the_teams_user(page: Page, server: DevServer) -> None:
+    teams_js_bundle()  # the preview wraps the real teams-js (make test installs it; REQUIRE_TEAMS_JS=1 fails)
+    traffic = watch(page)
+    user = teams_users()[1]
+
+    page.goto(f"{server.kaizala}/card/?host=teams&user={user['id']}")
+    expect(page.locator("#user-name")).to_have_text(f"Signed in as {user['name']}")
+    expected = [str(product["id"]) for product in catalog(server)]
+    expect(page.locator("#product option")).to_have_count(len(expected) + 1)
+    assert product_option_values(page) == ["", *expected]
+    expect(page.locator("#product")).to_be_enabled()
+    expect(page.locator("#status")).to_have_text(f"{len(expected)} products")
+    expect(page.locator("#retry")).to_be_hidden()
+
+    assert page.evaluate("document.documentElement.dataset.host") == "teams"
+    # The real library, with only its two calls stood in, at the version teams/package.json pins.
+    pinned = json.loads((TEAMS_DIR / "package.json").read_text())["dependencies"][TEAMS_JS_PACKAGE]
+    assert page.evaluate("[window.microsoftTeams.preview, window.microsoftTeams.version]") == ["teams-js", pinned]
+    assert (traffic.kaizala_mints, traffic.teams_mints) == (0, 1)  # one token for both calls
+    assert traffic.statuses() == [200, 200]
+    assert traffic.identities == [
+        {
+            "provider": "teams",
+            "id": user["id"],
+            "name": user["name"],
+            "tenantId": json.loads((ROOT / "devserver" / "demo_users.json").read_text())["teams"]["tenantId"],
+            "userPrincipalName": user["userPrincipalName"],
+        }
+    ]
+    assert_no_token_leaks_and_nothing_off_the_machine(page, traffic)
+
+
+def test_teams_token_for_another_tenant_says_so_without_retry(page: Page, server: DevServer) -> None:
+    teams_js_bundle()
+    traffic = watch(page)
+    page.goto(f"{server.kaizala}/card/?host=teams&tenant=other")
+    expect(page.locator("#status")).to_contain_text("not allowed")
+    # Entra did sign the user in (a genuine token): the heading says their tenant or account is the problem.
+    expect(page.locator("#user-name")).to_have_text("Your account isn't allowed")
+    expect(page.locator("#retry")).to_be_hidden()
+    expect(page.locator("#product")).to_be_disabled()
+    assert traffic.statuses() == [403, 403]  # no second token, no second call
+    assert traffic.teams_mints == 1
+    assert_no_token_leaks_and_nothing_off_the_machine(page, traffic)
+
+
+def test_teams_expired_token_recovers_with_one_fresh_token(page: Page, server: DevServer) -> None:
+    teams_js_bundle()
+    traffic = watch(page)
+    page.goto(f"{server.kaizala}/card/?host=teams&expired=1")
+    expect(page.locator("#user-name")).to_have_text(f"Signed in as {teams_users()[0]['name']}")
+    expect(page.locator("#product option")).to_have_count(len(catalog(server)) + 1)
+    expect(page.locator("#retry")).to_be_hidden()
+    assert traffic.statuses() == [200, 200, 401, 401]  # both calls refused once, then both succeeded
+    assert traffic.teams_mints == 2  # one fresh token shared by both retries
+    assert_no_token_leaks_and_nothing_off_the_machine(page, traffic)
+
+
+def test_teams_entra_unreachable_offers_retry_then_succeeds(browser: Browser) -> None:
+    teams_js_bundle()
+    # A devserver of its own: the module's has Entra's keys cached already, so it would not need Entra.
+    with devserver() as fresh:
+        context = browser.new_context()
+        try:
+            page = context.new_page()
+            page.set_default_timeout(10_000)
+            page.console_messages_seen = []  # type: ignore[attr-defined]
+            page.on("console", lambda message: page.console_messages_seen.append(message.text))  # type: ignore[attr-defined]
+            traffic = watch(page)
+            down = requests.put(f"{fresh.kaizala}/v1/dev/faults", json={"entra_down": True}, timeout=5)
+            assert down.status_code == 200, down.text
+
+            page.goto(f"{fresh.kaizala}/card/?host=teams")
+            expect(page.locator("#status")).to_contain_text("busy")
+            expect(page.locator("#retry")).to_be_visible()
+            expect(page.locator("#user-name")).to_have_text("Not signed in")
+            assert traffic.statuses() == [503, 503]
+
+            up = requests.put(f"{fresh.kaizala}/v1/dev/faults", json={"entra_down": False}, timeout=5)
+            assert up.status_code == 200, up.text
+            # However long the API holds off asking Entra again, wait until it has the keys, then retry.
+            token = teams_token(fresh)
+            assert answers_200(fresh, token), "the API never recovered after Entra came back"
+            page.click("#retry")
+            expect(page.locator("#user-name")).to_have_text(f"Signed in as {teams_users()[0]['name']}")
+            expect(page.locator("#product option")).to_have_count(len(catalog(fresh)) + 1)
+            expect(page.locator("#retry")).to_be_hidden()
+            assert traffic.statuses() == [200, 200, 503, 503]  # sorted: both refused while Entra was down, then both ok
+            assert traffic.teams_mints == 1  # a 503 is not the token's fault: the same token is sent again
+            assert_no_token_leaks_and_nothing_off_the_machine(page, traffic)
+        finally:
+            context.close()
+
+
+def answers_200(server: DevServer, token: str, seconds: float = 30) -> bool:
+    give_up = time.monotonic() + seconds
+    while time.monotonic() < give_up:
+        response = requests.get(
+            f"{server.api}/api/ValidateToken", headers={"Authorization": f"Bearer {token}"}, timeout=5
+        )
+        if response.status_code == 200:
+            return True
+        time.sleep(0.25)
+    return False
+
+
+def test_teams_network_error_is_shown_never_a_blank_tab(page: Page, server: DevServer) -> None:
+    teams_js_bundle()
+    page.goto(f"{server.kaizala}/card/?host=teams&api=http://127.0.0.1:9")
+    expect(page.locator("#status")).to_contain_text("Cannot reach the product service")
+    expect(page.locator("#retry")).to_be_visible()
+    expect(page.locator("#user-name")).to_have_text("Not signed in")
+
+
+def test_a_page_with_neither_sdk_says_where_to_open_it(page: Page, server: DevServer) -> None:
+    for sdk in ("KASClient.js", "MicrosoftTeams.min.js"):
+        page.route(f"**/card/{sdk}", lambda route: route.fulfill(status=200, content_type="text/javascript", body=""))
+    traffic = watch(page)
+    page.goto(f"{server.kaizala}/card/")
+    expect(page.locator("#status")).to_contain_text("Open this page in Kaizala or Microsoft Teams")
+    expect(page.locator("#retry")).to_be_hidden()
+    expect(page.locator("#product")).to_be_disabled()
+    assert (traffic.kaizala_mints, traffic.teams_mints) == (0, 0)
+    assert traffic.api == []

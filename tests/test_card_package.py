@@ -9,17 +9,15 @@ import jsonschema
 import pytest
 
 from devserver.package import MAX_PACKAGE_BYTES, PackageError, build
+from tests.shared_data import shared_file
 
 ROOT = Path(__file__).resolve().parent.parent
 CARD = ROOT / "card"
-SCHEMAS = ROOT.parent / "shared" / "kaizala"
 
 
 def schema(name: str) -> dict:
-    path = SCHEMAS / name
-    if not path.exists():
-        pytest.skip(f"Kaizala's schemas are not beside this checkout ({path})")
-    return json.loads(path.read_text())
+    """One of Kaizala's schemas from ../shared/kaizala (skips without it; REQUIRE_SHARED=1 fails)."""
+    return json.loads(shared_file(f"kaizala/{name}").read_text())
 
 
 def test_manifest_matches_kaizalas_schema() -> None:
@@ -44,6 +42,9 @@ def test_card_calls_the_sdk_and_sends_the_token_as_a_bearer_header() -> None:
     script = (CARD / "app.js").read_text()
     assert "app.getIntegerationServiceTokenAsync(" in script
     assert '"Bearer " + accessToken' in script
+    # teams-js v2's Promise API, not v1's callbacks.
+    assert "app.initialize()" in script
+    assert "authentication.getAuthToken()" in script
 
 
 def test_demo_action_package_id_is_the_cards_and_is_allowed_by_the_example_settings() -> None:
@@ -76,6 +77,11 @@ def test_package_is_flat_small_and_points_at_the_api(tmp_path) -> None:
         } <= set(names)
         manifest = json.loads(archive.read("package.json"))
         config = archive.read("config.js").decode()
+        page = archive.read("index.html").decode()
+        assert "MicrosoftTeams.min.js" not in names
+    # The card loads Kaizala's SDK; the Teams tab's line is not in the card (nothing would answer it).
+    assert '<script src="KASClient.js"></script>' in page
+    assert 'src="MicrosoftTeams.min.js"' not in page
     assert manifest["externalUrls"] == [{"url": "https://contoso-cards.azurewebsites.net"}]
     assert '"https://contoso-cards.azurewebsites.net"' in config
     assert "YOUR-FUNCTION-APP" not in config
