@@ -224,7 +224,7 @@ def banner(functions: Any, api_base: str, kaizala_base: str, stand_in: KaizalaSt
         lines.append("")
     lines += [
         f"Kaizala stand-in:  {kaizala_base}/v1/users/me  (mint tokens: POST {kaizala_base}/v1/dev/tokens)",
-        f"Card preview:      {kaizala_base}/card/",
+        f"Card preview:      {kaizala_base}/card/  (as a Teams tab: {kaizala_base}/card/?host=teams)",
         f"Entra ID stand-in: {kaizala_base}/{stand_in.entra.tenant_id}/discovery/v2.0/keys  (Teams tab tokens: POST "
         f"{kaizala_base}/v1/dev/teams-tokens)",
         "Teams settings:    " + " ".join(f"{name}={os.environ.get(name, '')}" for name in TEAMS_SETTINGS),
