@@ -161,3 +161,73 @@ def test_review_r6_purge_of_a_teams_user_matches_the_object_id_in_any_case(
         assert fleet.purge_user(USER.upper()) == 1
     finally:
         fleet.close()
+
+
+# --- R7: the cap on upstream calls is per provider, so the process runs twice as many -----------------------------
+
+
+def test_review_r7_kaizala_and_entra_calls_share_the_one_cap(entra: Entra, monkeypatch: pytest.MonkeyPatch) -> None:
+    """README: "At most KAIZALA_MAX_CONCURRENT_CALLS upstream calls run at once per process ... so a hanging
+    Kaizala holds at most that many worker threads". Each provider's cache counts its own calls: with Kaizala and
+    Entra both slow, twice the cap runs (by default the whole worker pool)."""
+    import threading
+
+    import requests_mock
+
+    from tests.conftest import MOCK_URL
+    from tests.helpers import identity_payload, make_jwt, secret
+
+    monkeypatch.setenv("KAIZALA_MAX_CONCURRENT_CALLS", "2")
+    release = threading.Event()
+
+    def slow_kaizala(_request, _context):
+        release.wait(5)
+        return identity_payload("kaizala-user")
+
+    with (
+        upstream_server(lambda _n, _t: Reply(body=entra.jwks(), delay=1.5)) as slow_entra,
+        requests_mock.Mocker(real_http=True) as mocker,
+    ):
+        mocker.get(MOCK_URL, json=slow_kaizala)
+        scheme, _, rest = slow_entra.url.partition("://")
+        monkeypatch.setenv("TEAMS_AUTHORITY", f"{scheme}://{rest.split('/', 1)[0]}")
+        tokens = [secret(make_jwt()) for _ in range(2)]
+        tokens += [entra.token(oid=f"{n:08d}-0000-4000-8000-000000000000") for n in range(2)]
+        threads = [threading.Thread(target=validate, args=(token,), daemon=True) for token in tokens]
+        for thread in threads:
+            thread.start()
+        time.sleep(0.6)
+        running = auth.cache.in_flight() + auth.teams_cache.in_flight()
+        release.set()
+        for thread in threads:
+            thread.join(5)
+    assert running <= 2, f"{running} upstream calls at once with KAIZALA_MAX_CONCURRENT_CALLS=2"
+
+
+# --- R8: PyJWT before 2.14 lets a deeply nested header escape as RecursionError (500) -----------------------------
+
+
+def _nested_header_token() -> str:
+    import json
+
+    from tests.helpers import b64url, secret
+
+    header = b'{"alg":"RS256","kid":' + b"[" * 1000 + b"]" * 1000 + b"}"
+    payload = {"iss": f"https://login.microsoftonline.com/{TENANT}/v2.0", "exp": int(time.time()) + 600}
+    return secret(f"{b64url(header)}.{b64url(json.dumps(payload).encode())}.{b64url(b'x' * 256)}")
+
+
+def test_review_r8_a_deeply_nested_header_is_401_not_500() -> None:
+    """Passes with the PyJWT installed here (2.15); with PyJWT 2.9-2.13, which requirements.txt allows
+    (`pyjwt>=2.9,<3`), jwt.get_unverified_header raises RecursionError: an unsigned 2.8 KB token -> 500."""
+    token = _nested_header_token()
+    assert len(token) < 4096
+    assert_refused(validate(token), 401, "invalid_token")
+
+
+def test_review_r8_requirements_floor_has_the_recursion_fix() -> None:
+    from pathlib import Path
+
+    line = next(line for line in Path("requirements.txt").read_text().splitlines() if line.startswith("pyjwt"))
+    floor = line.split(">=")[1].split(",")[0].strip()
+    assert tuple(int(part) for part in floor.split(".")) >= (2, 14), line
