@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, overload
 import azure.functions as func
 
 from . import policy, tokens
-from .cache import Fetch, IdentityCache, cache_key
+from .cache import CallSlots, Fetch, IdentityCache, cache_key
 from .errors import ApiError, InternalError
 from .identity import TEAMS, Identity
 from .responses import error_response
@@ -28,8 +28,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("kaizala_auth")
 
-cache = IdentityCache()  # identities Kaizala vouched for
-teams_cache = IdentityCache(provider=TEAMS)  # identities Entra ID signed for a Teams tab (issue 11)
+_calls = CallSlots()  # one KAIZALA_MAX_CONCURRENT_CALLS for both providers' calls
+cache = IdentityCache(slots=_calls)  # identities Kaizala vouched for
+teams_cache = IdentityCache(provider=TEAMS, slots=_calls)  # identities Entra ID signed for a Teams tab (issue 11)
 
 Handler = Callable[[func.HttpRequest, Identity], func.HttpResponse]
 Main = Callable[[func.HttpRequest], func.HttpResponse]
@@ -66,6 +67,9 @@ def authenticate(req: func.HttpRequest, *, accept_body_token: bool = False) -> I
             admit=lambda checked: policy.allows(checked, settings),
             key=key,
         )
+    except policy.Refused as early:  # refused before an identity was had (a Teams tenant or app not allowed)
+        log.info("request forbidden (%s) after %.0f ms", early.reason, _ms_since(started))
+        raise
     except ApiError as exc:
         log.info("token refused: %s after %.0f ms", exc.code, _ms_since(started))
         raise
@@ -78,7 +82,8 @@ def authenticate(req: func.HttpRequest, *, accept_body_token: bool = False) -> I
         log.info("token checked with %s (%s): user %s in %.0f ms", checker, source, identity.id, _ms_since(started))
     refused = policy.refusal(identity, settings)
     if refused is not None:
-        log.info("request forbidden (%s): user %s, card %s", refused.reason, identity.id, identity.action_package_id)
+        where = f"tenant {identity.tenant_id}" if identity.provider == TEAMS else f"card {identity.action_package_id}"
+        log.info("request forbidden (%s): user %s, %s", refused.reason, identity.id, where)
         raise refused
     return identity
 

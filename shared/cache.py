@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Literal
 from cachetools import TLRUCache
 
 from .errors import IdentityUnavailable, InvalidToken, KaizalaThrottled
-from .identity import KAIZALA, Identity, Provider
+from .identity import KAIZALA, TEAMS, Identity, Provider
 
 if TYPE_CHECKING:  # the fleet tier (redis-py, cryptography) is imported only when Redis is configured
     from .fleet import FleetCache, SharedState
@@ -92,6 +92,9 @@ class _Call:
     waiters: "Future[Identity] | None"
 
 
+_SERVICE = {KAIZALA: "Kaizala", TEAMS: "Microsoft Entra ID"}
+
+
 def cache_key(token: str) -> str:
     """What the in-process cache files a token under: one-way, and never the token itself."""
     return hashlib.sha256(token.encode()).hexdigest()
@@ -101,11 +104,30 @@ def _admit_all(_identity: Identity) -> bool:
     return True
 
 
+class CallSlots:
+    """The process's upstream calls in flight, counted across every cache that shares it (one per provider), so
+    KAIZALA_MAX_CONCURRENT_CALLS caps them all together. Its lock guards those caches too."""
+
+    def __init__(self) -> None:
+        self.reset()
+        _survive_fork_holding(self)
+
+    def reset(self) -> None:
+        self.lock = threading.Lock()
+        self.freed = threading.Condition(self.lock)
+        self.busy = 0  # upstream calls in flight, refreshes included
+
+
 class IdentityCache:
     def __init__(
-        self, maxsize: int = 10_000, timer: Callable[[], float] | None = None, provider: Provider = KAIZALA
+        self,
+        maxsize: int = 10_000,
+        timer: Callable[[], float] | None = None,
+        provider: Provider = KAIZALA,
+        slots: CallSlots | None = None,
     ) -> None:
         self.provider = provider  # who checks the tokens cached here: one cache per provider
+        self._slots = slots or CallSlots()
         # A lambda, not time.time itself, so a test that patches time.time moves this clock too.
         self._timer = timer or (lambda: time.time())  # noqa: PLW0108
         self._throttled_until = 0.0  # time.monotonic(): Kaizala asked us (429) to send nothing before then
@@ -118,11 +140,9 @@ class IdentityCache:
         self.resize(maxsize)
 
     def _start_without_calls(self) -> None:
-        self._lock = threading.Lock()
-        self._slot_freed = threading.Condition(self._lock)
+        self._lock = self._slots.lock
         self._calls: dict[str, Future[Identity]] = {}  # upstream calls made for requests, by key
         self._refreshing: set[str] = set()
-        self._busy = 0  # upstream calls in flight, refreshes included
 
     def resize(self, maxsize: int) -> None:
         """Apply a new TOKEN_CACHE_MAX_ENTRIES; a change starts from empty caches."""
@@ -194,7 +214,7 @@ class IdentityCache:
     def in_flight(self) -> int:
         """Upstream calls running now (refreshes included)."""
         with self._lock:
-            return self._busy
+            return self._slots.busy
 
     def get(
         self,
@@ -275,17 +295,17 @@ class IdentityCache:
             known = self._known(call)  # the leader may have finished since we last looked
             if known is not None:
                 return known
-            if self._busy < max_calls:
-                self._busy += 1
+            if self._slots.busy < max_calls:
+                self._slots.busy += 1
                 self._calls[call.key] = waiters
                 return waiters
             left = slot_deadline - time.monotonic()
             if left <= 0:
                 raise IdentityUnavailable(
-                    "Too many checks with Kaizala are in progress. Try again shortly.",
+                    f"Too many checks with {_SERVICE[self.provider]} are in progress. Try again shortly.",
                     retry_after=BUSY_RETRY_AFTER_SECONDS,
                 )
-            self._slot_freed.wait(left)
+            self._slots.freed.wait(left)
 
     def _known(self, call: _Call) -> "Identity | Future[Identity] | None":
         """Under the lock: the cached identity or the call in flight for the key; raises for a remembered
@@ -294,7 +314,7 @@ class IdentityCache:
         if entry is not None:
             return entry.identity
         if call.key in self._rejections:
-            raise InvalidToken.remembered()
+            raise InvalidToken.remembered(self.provider)
         in_flight = self._calls.get(call.key)
         if in_flight is not None:
             return in_flight
@@ -312,7 +332,7 @@ class IdentityCache:
             with self._lock:
                 self._forget_identity(call.key)
                 self._rejections[call.key] = min(state.rejected_until, now + REJECTION_SECONDS)
-            raise InvalidToken.remembered()
+            raise InvalidToken.remembered(self.provider)
         if state.throttled_until is not None and self.provider == KAIZALA:  # Kaizala's 429 holds back Kaizala only
             seconds = math.ceil(state.throttled_until - now)
             with self._lock:
@@ -333,12 +353,12 @@ class IdentityCache:
             or call.key in self._calls
             # A copy past its local life (served only while Redis is skipped) is re-checked within the whole cap.
             or len(self._refreshing) >= (MAX_REFRESHES if self._timer() < entry.expires_at else max_calls)
-            or self._busy >= max_calls
+            or self._slots.busy >= max_calls
             or self._throttled_until > time.monotonic()
         ):
             return None
         self._refreshing.add(call.key)
-        self._busy += 1  # refreshes count against the process's upstream calls, but never wait for a slot
+        self._slots.busy += 1  # refreshes count against the process's upstream calls, but never wait for a slot
         return call
 
     def _start(self, call: _Call) -> None:
@@ -358,10 +378,13 @@ class IdentityCache:
             self._finish(call, lambda: self._throttle(retry_after, call))
             _fail(call, exc)
         except InvalidToken as exc:
-            self._finish(call, lambda: self._remember_rejection(call))
+            if exc.lasting:
+                self._finish(call, lambda: self._remember_rejection(call))
+            else:  # refused for now only: nothing is remembered, and a refresh simply stops
+                self._finish(call, lambda: self._stop_refreshing(call.key) if call.waiters is None else None)
             _fail(call, exc)
             if call.waiters is None:
-                log.info("background refresh: kaizala no longer accepts the token; its entry is dropped")
+                log.info("background refresh: %s no longer accepts the token; its entry is dropped", self._checker)
         except BaseException as exc:  # noqa: BLE001 - any failure reaches the waiters; a refresh stops refreshing
             self._finish(call, lambda: self._stop_refreshing(call.key) if call.waiters is None else None)
             _fail(call, exc)
@@ -376,7 +399,7 @@ class IdentityCache:
             if call.waiters is not None:
                 call.waiters.set_result(identity)
             else:
-                log.info("background refresh: user %s checked with kaizala again", identity.id)
+                log.info("background refresh: user %s checked with %s again", identity.id, self._checker)
 
     def _resolve(self, call: _Call) -> tuple[Identity, float | None] | None:
         """On the call's thread: the identity, and until when the fleet holds it (None: we asked Kaizala).
@@ -401,6 +424,11 @@ class IdentityCache:
             provider=self.provider,
         )
 
+    @property
+    def _checker(self) -> str:
+        """Who checks this cache's tokens, for log lines."""
+        return "entra" if self.provider == TEAMS else "kaizala"
+
     def _finish(self, call: _Call, record: Callable[[], None]) -> None:
         """One locked step: record the outcome and free the slot, so no request sees neither the call nor its
         outcome (which would make it call upstream a second time)."""
@@ -408,8 +436,8 @@ class IdentityCache:
             try:
                 record()
             finally:
-                self._busy -= 1
-                self._slot_freed.notify()
+                self._slots.busy -= 1
+                self._slots.freed.notify()
                 if call.waiters is None:
                     self._refreshing.discard(call.key)
                 else:
@@ -473,20 +501,32 @@ def _fail(call: _Call, exc: BaseException) -> None:
 
 
 def _survive_fork(cache: IdentityCache) -> None:
-    """Hold the cache's lock across fork (so the child copies consistent caches), then give the child a fresh
-    lock and no calls in flight: the threads that would finish the parent's calls do not exist in the child."""
+    """In a forked child, no calls are in flight (the threads that would finish the parent's do not exist there):
+    the cache starts again under its slots' fresh lock (CallSlots resets first: it was registered first)."""
     ref = weakref.ref(cache)
-
-    def before() -> None:
-        if (alive := ref()) is not None:
-            alive._lock.acquire()
-
-    def in_parent() -> None:
-        if (alive := ref()) is not None:
-            alive._lock.release()
 
     def in_child() -> None:
         if (alive := ref()) is not None:
             alive._start_without_calls()
+
+    os.register_at_fork(after_in_child=in_child)
+
+
+def _survive_fork_holding(slots: CallSlots) -> None:
+    """Hold the lock across fork (so the child copies consistent caches), then give the child a fresh one with no
+    calls counted."""
+    ref = weakref.ref(slots)
+
+    def before() -> None:
+        if (alive := ref()) is not None:
+            alive.lock.acquire()
+
+    def in_parent() -> None:
+        if (alive := ref()) is not None:
+            alive.lock.release()
+
+    def in_child() -> None:
+        if (alive := ref()) is not None:
+            alive.reset()
 
     os.register_at_fork(before=before, after_in_parent=in_parent, after_in_child=in_child)

@@ -45,15 +45,25 @@ class InvalidToken(ApiError):
     status = 401
     code = "invalid_token"
     default_message = "The Kaizala token is invalid or expired. Get a new one and try again."
+    lasting: ClassVar[bool] = True  # the same token will be refused again: remember it (here and in the fleet)
 
     @property
     def headers(self) -> dict[str, str]:
         return {"WWW-Authenticate": f'{BEARER_CHALLENGE}, error="invalid_token"'}
 
     @classmethod
-    def remembered(cls) -> "InvalidToken":
-        """Kaizala's rejection of this token, remembered (here or by the fleet) instead of asked again."""
+    def remembered(cls, provider: str = "kaizala") -> "InvalidToken":
+        """The rejection of this token, remembered (here or by the fleet) instead of checked again."""
+        if provider == "teams":
+            return cls("This Teams token was refused moments ago. Get a new one with getAuthToken and try again.")
         return cls("Kaizala rejected this token moments ago. Get a new one and try again.")
+
+
+class KeyNotYetKnown(InvalidToken):
+    """Signed by a key the tenant's key set did not hold when last fetched, moments ago: refused now, but not
+    remembered (once the key set is fetched again, the same token may verify)."""
+
+    lasting = False
 
 
 class Forbidden(ApiError):

@@ -236,18 +236,23 @@ class FleetCache:
     # --- purge -------------------------------------------------------------------------------------------------
 
     def purge_user(self, user_id: str) -> int | None:
-        """Delete the user's shared entries and tell every instance; the number deleted, None if Redis failed."""
-        tag = self._sealer.user_tag(user_id)
-        index = self._index_key(tag)
+        """Delete the user's shared entries and tell every instance; the number deleted, None if Redis failed.
+        Kaizala ids are matched as written; Teams object ids are cached lower-cased, so the lower-case form of
+        `user_id` is purged too (a GUID copied from a portal may be in capitals)."""
+        tags = [self._sealer.user_tag(variant) for variant in dict.fromkeys((user_id, user_id.lower()))]
 
         def purge() -> int:
-            names: set[bytes] = self._redis.smembers(index)  # type: ignore[assignment]  # sync client
-            pipe = self._redis.pipeline(transaction=False)
-            for name in names:
-                pipe.delete(f"{self._ns}:e:{name.decode()}")
-            pipe.delete(index)
-            pipe.publish(self._channel, tag)
-            return sum(pipe.execute()[: len(names)])
+            deleted = 0
+            for tag in tags:
+                index = self._index_key(tag)
+                names: set[bytes] = self._redis.smembers(index)  # type: ignore[assignment]  # sync client
+                pipe = self._redis.pipeline(transaction=False)
+                for name in names:
+                    pipe.delete(f"{self._ns}:e:{name.decode()}")
+                pipe.delete(index)
+                pipe.publish(self._channel, tag)
+                deleted += sum(pipe.execute()[: len(names)])
+            return deleted
 
         return self._call(purge)
 

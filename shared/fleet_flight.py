@@ -39,7 +39,7 @@ def resolve(
     Kaizala's 429 holds back only calls to Kaizala.
     """
     if refreshing_until is not None:
-        found = _settled(_seen_by(provider, fleet.lookup(token)), refreshing_until)
+        found = _settled(_seen_by(provider, fleet.lookup(token)), refreshing_until, provider)
         if found is not None:
             return found
     # The lease lasts half the time left: if the leader's result never lands (its store failed, it died), the
@@ -49,7 +49,7 @@ def resolve(
     state = _seen_by(provider, state)
     # What the fleet knew when we asked for the lease: a leader may have finished since our lookup.
     try:
-        found = _settled(state, refreshing_until)
+        found = _settled(state, refreshing_until, provider)
     except (InvalidToken, IdentityUnavailable):
         if leading:
             fleet.release(token)
@@ -61,16 +61,16 @@ def resolve(
     if not leading:
         if refreshing_until is not None:
             return None
-        found = _settled(_seen_by(provider, fleet.await_result(token, deadline)), None)
+        found = _settled(_seen_by(provider, fleet.await_result(token, deadline)), None, provider)
         if found is not None:
             return found
         if time.monotonic() >= deadline:
             raise IdentityUnavailable.too_slow()
         # The lease ended without a result (its leader failed or died) or Redis failed: ask Kaizala ourselves.
-    return _ask_kaizala(fleet, token, fetch, deadline, rejection_until=rejection_until, lives_until=lives_until)
+    return _ask_upstream(fleet, token, fetch, deadline, rejection_until=rejection_until, lives_until=lives_until)
 
 
-def _ask_kaizala(
+def _ask_upstream(
     fleet: FleetCache,
     token: str,
     fetch: Callable[[float], Identity],
@@ -79,11 +79,14 @@ def _ask_kaizala(
     rejection_until: float,
     lives_until: float,
 ) -> Resolved:
-    """Call Kaizala (as the fleet's leader, or alone when Redis cannot tell) and share the outcome."""
+    """Check the token upstream (as the fleet's leader, or alone when Redis cannot tell) and share the outcome."""
     try:
         identity = fetch(deadline)
-    except InvalidToken:
-        fleet.store_rejection(token, until=rejection_until)
+    except InvalidToken as rejected:
+        if rejected.lasting:
+            fleet.store_rejection(token, until=rejection_until)
+        else:
+            fleet.release(token)
         raise
     except KaizalaThrottled as throttled:
         fleet.throttle(until=time.time() + throttled.retry_after)
@@ -105,20 +108,20 @@ def _seen_by(provider: Provider, state: SharedState) -> SharedState:
     return state
 
 
-def _settled(state: SharedState, refreshing_until: float | None) -> Resolved | None:
+def _settled(state: SharedState, refreshing_until: float | None, provider: Provider) -> Resolved | None:
     """The fleet's identity when it is usable (for a refresh: newer than the entry refreshed); raises for a shared
     rejection or throttle; None when the fleet does not settle it."""
     entry = state.entry
     if entry is not None and (refreshing_until is None or entry.expires_at > refreshing_until):
         return entry.identity, entry.expires_at
-    _raise_shared(state)
+    _raise_shared(state, provider)
     return None
 
 
-def _raise_shared(state: SharedState) -> None:
+def _raise_shared(state: SharedState, provider: Provider) -> None:
     if state is NOTHING:
         return
     if state.rejected_until is not None:
-        raise InvalidToken.remembered()
+        raise InvalidToken.remembered(provider)
     if state.throttled_until is not None:
         raise KaizalaThrottled.holding(max(1, math.ceil(state.throttled_until - time.time())))

@@ -22,10 +22,21 @@ class Identity:
     provider: Provider = KAIZALA
     tenant_id: str | None = None  # Teams: the user's Entra tenant
     user_principal_name: str | None = field(default=None, repr=False)  # Teams
+    # Teams: the app that asked for the token (azp/appid) and the token's aud, which the policy re-checks on every
+    # request, as it does a Kaizala token's card: a settings change applies to cached identities too.
+    client_app_id: str | None = None
+    audience: str | None = None
 
     @classmethod
     def from_teams(
-        cls, object_id: str, name: str | None, tenant_id: str, user_principal_name: str | None
+        cls,
+        object_id: str,
+        *,
+        name: str | None,
+        tenant_id: str,
+        user_principal_name: str | None,
+        client_app_id: str,
+        audience: str,
     ) -> "Identity":
         return cls(
             id=object_id,
@@ -36,6 +47,8 @@ class Identity:
             provider=TEAMS,
             tenant_id=tenant_id,
             user_principal_name=user_principal_name,
+            client_app_id=client_app_id,
+            audience=audience,
         )
 
     def to_json(self) -> dict[str, str | None]:

@@ -2,7 +2,8 @@
 
 Kaizala users: the card (action package) allowlist, the optional user allowlist and the user blocklist (the
 KAIZALA_ settings). Teams users: the tenant allowlist, the optional user allowlist and the blocklist (the TEAMS_
-settings); a Teams identity is refused outright when Teams is not configured. A blocked user is refused first.
+settings), the requesting app and the token's audience; a Teams identity is refused outright when Teams is not
+configured. A blocked user is refused first.
 """
 
 from .errors import Forbidden
@@ -15,6 +16,7 @@ USER_BLOCKED = "user blocked"
 TENANT_NOT_ALLOWED = "tenant not allowed"
 CLIENT_APP_NOT_ALLOWED = "client app not allowed"
 TEAMS_OFF = "teams not configured"
+AUDIENCE_CHANGED = "issued for another app registration"
 
 
 class Refused(Forbidden):
@@ -51,6 +53,10 @@ def _teams_refusal(identity: Identity, settings: Settings) -> Refused | None:
         return Refused("This Teams user is blocked from this API.", USER_BLOCKED)
     if identity.tenant_id not in teams.allowed_tenant_ids:
         return Refused("Tokens from this Microsoft Entra tenant are not allowed to call this API.", TENANT_NOT_ALLOWED)
+    if identity.client_app_id not in teams.allowed_client_app_ids:
+        return Refused("The app that requested this token is not allowed to call this API.", CLIENT_APP_NOT_ALLOWED)
+    if identity.audience is None or not teams.accepts_audience(identity.audience):
+        return Refused("This token was issued for another app registration (TEAMS_CLIENT_ID).", AUDIENCE_CHANGED)
     if teams.allowed_user_ids and identity.id not in teams.allowed_user_ids:
         return Refused("This Teams user is not allowed to call this API.", USER_NOT_ALLOWED)
     return None

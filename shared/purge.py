@@ -19,7 +19,9 @@ CLI_TIMEOUT_MS = 5000  # an operator's machine may be far from the cache: not th
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m shared.purge", description=__doc__.splitlines()[0])
     which = parser.add_mutually_exclusive_group(required=True)
-    which.add_argument("--user", metavar="ID", help="the Kaizala user id whose cached identities to forget")
+    which.add_argument(
+        "--user", metavar="ID", help="the Kaizala user id, or Teams user's object id, whose cached identities to forget"
+    )
     which.add_argument("--all", action="store_true", help="forget every cached identity")
     args = parser.parse_args(argv)
     if args.user is not None and not args.user.strip():

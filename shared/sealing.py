@@ -40,7 +40,16 @@ _TOKEN_LABEL = b"kaizala-auth/fleet/v1/key-name+aes-gcm-key"
 _TAG_LABEL = b"kaizala-auth/fleet/v1/user-tag-key"
 _NAMESPACE_LABEL = b"kaizala-auth/fleet/v1/namespace"
 _DEPLOYMENT_LABEL = b"kaizala-auth/fleet/v1/deployment-key/"
-_TEXT_FIELDS = ("name", "phone_number", "picture_url", "action_package_id", "tenant_id", "user_principal_name")
+_TEXT_FIELDS = (
+    "name",
+    "phone_number",
+    "picture_url",
+    "action_package_id",
+    "tenant_id",
+    "user_principal_name",
+    "client_app_id",
+    "audience",
+)
 _PROVIDERS: dict[object, Provider] = {KAIZALA: KAIZALA, TEAMS: TEAMS}
 
 
@@ -164,5 +173,7 @@ def _identity_record(plaintext: bytes) -> Sealed | None:
         provider=provider,
         tenant_id=texts["tenant_id"],
         user_principal_name=texts["user_principal_name"],
+        client_app_id=texts["client_app_id"],
+        audience=texts["audience"],
     )
     return Sealed(identity=identity, expires_at=float(expires_at))

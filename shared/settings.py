@@ -39,6 +39,7 @@ SETTING_NAMES = (
     "TOKEN_CACHE_LOCAL_SECONDS",
     # issue 11 (Microsoft Teams tabs, Entra ID SSO)
     "TEAMS_CLIENT_ID",
+    "TEAMS_APPLICATION_ID_URI",
     "TEAMS_ALLOWED_TENANT_IDS",
     "TEAMS_ALLOWED_CLIENT_APP_IDS",
     "TEAMS_AUTHORITY",
@@ -342,6 +343,7 @@ DEFAULT_TEAMS_AUTHORITY = "https://login.microsoftonline.com"
 # and web. A tab extended to Microsoft 365 or Outlook adds their ids (the README lists them).
 TEAMS_CLIENT_APP_IDS = frozenset({"1fec8e78-bce4-4aaf-ab1b-5451cc387264", "5e3ce6c0-2b1f-4285-8d4b-75ee78787346"})
 _TEAMS_NAMES = tuple(name for name in SETTING_NAMES if name.startswith("TEAMS_"))
+_APPLICATION_ID_URI = re.compile(r"api://[^/\s]+/(?P<client_id>[^/\s]+)")
 _GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
@@ -350,6 +352,7 @@ class TeamsSettings:
     """Who may sign in from a Teams tab: tokens for `client_id`, from these tenants, requested by these apps."""
 
     client_id: str
+    application_id_uri: str | None  # api://<host>/<client id>, the `aud` of the registration's v1 tokens
     allowed_tenant_ids: frozenset[str]
     allowed_client_app_ids: frozenset[str]
     authority: str  # where signing keys are fetched from; tokens always carry Microsoft's own issuer strings
@@ -358,6 +361,11 @@ class TeamsSettings:
 
     def keys_url(self, tenant_id: str) -> str:
         return f"{self.authority}/{tenant_id}/discovery/v2.0/keys"
+
+    def accepts_audience(self, audience: str) -> bool:
+        """A token for this API names the client id (v2 tokens) or the Application ID URI (v1 tokens) as `aud`.
+        The URI is compared whole: another app in the tenant may register `api://<tenant id>/<our client id>`."""
+        return audience.lower() in (self.client_id, f"api://{self.client_id}") or audience == self.application_id_uri
 
 
 def teams_settings(values: dict[str, str | None]) -> TeamsSettings | None:
@@ -376,12 +384,25 @@ def teams_settings(values: dict[str, str | None]) -> TeamsSettings | None:
     client_apps = _guids("TEAMS_ALLOWED_CLIENT_APP_IDS", values.get("TEAMS_ALLOWED_CLIENT_APP_IDS"), required=False)
     return TeamsSettings(
         client_id=client_id,
+        application_id_uri=_application_id_uri(values.get("TEAMS_APPLICATION_ID_URI"), client_id),
         allowed_tenant_ids=tenants,
         allowed_client_app_ids=client_apps or TEAMS_CLIENT_APP_IDS,
         authority=_authority(values.get("TEAMS_AUTHORITY")),
         allowed_user_ids=_guids("TEAMS_ALLOWED_USER_IDS", values.get("TEAMS_ALLOWED_USER_IDS"), required=False),
         blocked_user_ids=_guids("TEAMS_BLOCKED_USER_IDS", values.get("TEAMS_BLOCKED_USER_IDS"), required=False),
     )
+
+
+def _application_id_uri(raw: str | None, client_id: str) -> str | None:
+    uri = (raw or "").strip()
+    if not uri:
+        return None
+    match = _APPLICATION_ID_URI.fullmatch(uri)
+    if match is None or match.group("client_id").lower() != client_id:
+        raise SettingsError(
+            "TEAMS_APPLICATION_ID_URI", "must be api://<the tab's host>/<TEAMS_CLIENT_ID> (Expose an API, in Entra ID)"
+        )
+    return uri
 
 
 def _guids(name: str, raw: str | None, *, required: bool) -> frozenset[str]:

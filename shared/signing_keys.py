@@ -1,10 +1,13 @@
 """Entra ID's published signing keys (JWKS), per tenant: fetched through the hardened upstream client, kept for
-their published lifetime, one fetch at a time per tenant.
+their published lifetime (at most MAX_LIFETIME_SECONDS), one fetch at a time per tenant. Only RSA public keys
+are kept.
 
 - A key set past its lifetime keeps serving while a background fetch replaces it (no request waits for that),
   for at most STALE_GRACE_SECONDS more: Entra being briefly unreachable does not stop sign-ins.
 - A `kid` not in the set triggers a fetch at most once per REFETCH_SECONDS per tenant, so tokens with made-up
-  `kid`s cannot make us hammer the key endpoint; the burst shares that one fetch (single flight).
+  `kid`s cannot make us hammer the key endpoint; the burst shares that one fetch (single flight). Between
+  refetches such a token is refused as KeyNotYetKnown, which nobody remembers: once the set is fetched again the
+  same token may verify.
 - With no usable key set and Entra unreachable: IdentityUnavailable (503), and no new attempt before
   FAILED_FETCH_BACKOFF_SECONDS has passed.
 """
@@ -20,10 +23,11 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from jwt import PyJWK, PyJWTError
 
 from . import untrusted_json
-from .errors import IdentityBadResponse, InvalidToken
+from .errors import IdentityBadResponse, InvalidToken, KeyNotYetKnown
 from .upstream import Answer, Upstream
 
 log = logging.getLogger("kaizala_auth")
@@ -31,11 +35,12 @@ log = logging.getLogger("kaizala_auth")
 SERVICE = "Microsoft Entra ID"
 DEFAULT_LIFETIME_SECONDS = 3600.0
 MIN_LIFETIME_SECONDS = 300.0
-MAX_LIFETIME_SECONDS = 86400.0
+MAX_LIFETIME_SECONDS = 12 * 3600.0  # Entra says a day; Microsoft's own libraries refetch every 12 hours
 STALE_GRACE_SECONDS = 3600.0
 REFETCH_SECONDS = 30.0
 FAILED_FETCH_BACKOFF_SECONDS = 2.0
 BACKGROUND_FETCH_SECONDS = 10.0  # a replacement fetched in the background: nobody waits for it
+_PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth"})
 _MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*(\d{1,9})\s*(?:,|$)", re.IGNORECASE)
 
 
@@ -77,8 +82,8 @@ class SigningKeys:
             if leading:
                 flight = self._flights[url] = Future()
         if flight is None:
-            if usable:
-                raise InvalidToken("The token is signed by a key that is not among the tenant's signing keys.")
+            if usable:  # not in a set fetched moments ago; the next refetch may bring it: refused, not remembered
+                raise KeyNotYetKnown("The token is signed by a key that is not among the tenant's signing keys.")
             raise self._upstream.unavailable(retry_after=math.ceil(FAILED_FETCH_BACKOFF_SECONDS))
         if leading:
             self._fetch(url, flight, deadline)
@@ -156,13 +161,17 @@ def _parse_keys(answer: Answer) -> dict[str, PyJWK]:
     for entry in entries:
         if not isinstance(entry, dict) or entry.get("kty") != "RSA" or entry.get("use", "sig") != "sig":
             continue
+        if _PRIVATE_MEMBERS & entry.keys():  # a published private key is a broken key set, never a key to use
+            continue
         kid = entry.get("kid")
         if not isinstance(kid, str) or not kid:
             continue
         try:
-            keys[kid] = PyJWK(entry, algorithm="RS256")
+            key = PyJWK(entry, algorithm="RS256")
         except (PyJWTError, ValueError, TypeError):  # a key that cannot be used is skipped, like PyJWKSet does
             continue
+        if isinstance(key.key, RSAPublicKey):
+            keys[kid] = key
     if not keys:
         raise IdentityBadResponse(_BAD_KEYS)
     return keys

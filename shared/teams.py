@@ -30,7 +30,6 @@ _ENTRA_HOST = re.compile(r"https://(?:login\.microsoftonline\.com|sts\.windows\.
 _ISSUER_FORMS = re.compile(
     r"https://login\.microsoftonline\.com/(?P<v2>[0-9a-f-]{36})/v2\.0|https://sts\.windows\.net/(?P<v1>[0-9a-f-]{36})/"
 )
-_APPLICATION_ID_URI = re.compile(r"api://[^/\s]+/(?P<client_id>[^/\s]+)")
 
 
 def entra_issuer(token: str) -> str | None:
@@ -66,7 +65,7 @@ class TeamsVerifier:
         tenant_id = allowed_tenant(issuer, settings)
         try:
             header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError:
+        except (jwt.PyJWTError, RecursionError):  # older PyJWT let a deeply nested header raise RecursionError
             raise InvalidToken("The token's header is not readable.") from None
         if header.get("alg") != "RS256":
             raise InvalidToken("Teams tokens must be signed with RS256.")
@@ -107,8 +106,8 @@ def _identity(claims: dict[str, Any], tenant_id: str, settings: TeamsSettings) -
     ):
         raise InvalidToken("The token's issuer does not match its tenant.")
     audience = claims.get("aud")
-    if not isinstance(audience, str) or not _for_client(audience, settings.client_id):
-        raise InvalidToken("The token was not issued for this API (aud is not TEAMS_CLIENT_ID).")
+    if not isinstance(audience, str) or not settings.accepts_audience(audience):
+        raise InvalidToken("The token was not issued for this API (its aud is not this app registration).")
     scopes = claims.get("scp")
     if not isinstance(scopes, str) or SCOPE not in scopes.split(" "):
         raise InvalidToken(f"The token does not carry the {SCOPE} scope.")
@@ -123,15 +122,9 @@ def _identity(claims: dict[str, Any], tenant_id: str, settings: TeamsSettings) -
         name=_text(claims.get("name")),
         tenant_id=tenant_id,
         user_principal_name=_text(claims.get("upn")) or _text(claims.get("preferred_username")),
+        client_app_id=client_app.lower(),
+        audience=audience,
     )
-
-
-def _for_client(audience: str, client_id: str) -> bool:
-    """Entra sets aud to the client id (v2 tokens) or to the Application ID URI, api://<host>/<client id>."""
-    if audience.lower() == client_id:
-        return True
-    uri = _APPLICATION_ID_URI.fullmatch(audience)
-    return uri is not None and uri.group("client_id").lower() == client_id
 
 
 def _text(value: object) -> str | None:

@@ -41,16 +41,18 @@ def test_a_teams_identity_round_trips_with_its_provider_and_reveals_nothing() ->
     keys = SEALER.keys(token)
     teams_user = Identity.from_teams(
         "3f2b8c1a-7d4e-4b6f-9a0c-1e5d2f8b7c6a",
-        "Asha Rao",
-        "8f3a1c2e-5b7d-4e19-9c0a-2d6f4b8e1a70",
-        "asha@contoso.example",
+        name="Asha Rao",
+        tenant_id="8f3a1c2e-5b7d-4e19-9c0a-2d6f4b8e1a70",
+        user_principal_name="asha@contoso.example",
+        client_app_id="1fec8e78-bce4-4aaf-ab1b-5451cc387264",
+        audience="api://contoso.example/6a2b9c4d-1e3f-4a5b-8c7d-0e9f1a2b3c4d",
     )
     value = SEALER.seal_identity(keys, teams_user, time.time() + 60)
     opened = SEALER.open_identity(keys, value)
     assert opened is not None
     assert opened.identity == teams_user
     assert opened.identity.provider == "teams"
-    for revealing in (teams_user.id, "Asha", "8f3a1c2e", "asha@contoso", "teams"):
+    for revealing in (teams_user.id, "Asha", "8f3a1c2e", "asha@contoso", "teams", "1fec8e78", "contoso.example"):
         assert revealing.encode() not in value
 
 

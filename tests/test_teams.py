@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 import ProtectedApi
 import ValidateToken
 from shared import auth, signing_keys
-from tests.conftest import MOCK_URL
+from tests.conftest import MOCK_URL, TEAMS_SETTINGS
 from tests.entra import (
     CLIENT_ID,
     OTHER_TENANT,
@@ -29,6 +29,7 @@ from tests.entra import (
 )
 from tests.helpers import Reply, Upstream, b64url, identity_payload, json_of, make_jwt, request, upstream_server
 
+APPLICATION_ID_URI = f"api://contoso.example/{CLIENT_ID}"  # the v1 tokens' aud in tests/entra.py
 TEAMS_FIELDS = {"provider", "id", "name", "tenantId", "userPrincipalName"}
 
 
@@ -63,6 +64,7 @@ def kaizala() -> Iterator[object]:
 @pytest.fixture(autouse=True)
 def teams_on(monkeypatch: pytest.MonkeyPatch, keys_endpoint: Upstream, entra: Entra) -> None:
     monkeypatch.setenv("TEAMS_CLIENT_ID", CLIENT_ID)
+    monkeypatch.setenv("TEAMS_APPLICATION_ID_URI", APPLICATION_ID_URI)
     monkeypatch.setenv("TEAMS_ALLOWED_TENANT_IDS", TENANT)
     monkeypatch.setenv("TEAMS_AUTHORITY", _origin(keys_endpoint))
     monkeypatch.setattr(auth, "_teams_verifier", None)  # fresh signing keys per test
@@ -114,11 +116,17 @@ def test_both_issuer_forms_are_accepted(entra: Entra, version: str) -> None:
     assert set(body) == TEAMS_FIELDS
 
 
-@pytest.mark.parametrize(
-    "audience", [CLIENT_ID, f"api://contoso.example/{CLIENT_ID}", f"api://tab.contoso.example:8443/{CLIENT_ID}"]
-)
+@pytest.mark.parametrize("audience", [CLIENT_ID, CLIENT_ID.upper(), f"api://{CLIENT_ID}", APPLICATION_ID_URI])
 def test_the_audience_may_be_the_client_id_or_the_application_id_uri(entra: Entra, audience: str) -> None:
     assert validate(entra.token(aud=audience)).status_code == 200
+
+
+def test_without_teams_application_id_uri_only_the_client_id_is_an_audience(
+    entra: Entra, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TEAMS_APPLICATION_ID_URI")
+    assert validate(entra.token(aud=CLIENT_ID)).status_code == 200
+    assert_refused(validate(entra.token(aud=APPLICATION_ID_URI)), 401, "invalid_token")
 
 
 def test_keys_are_fetched_once_and_then_cached(entra: Entra, keys_endpoint: Upstream) -> None:
@@ -275,8 +283,8 @@ def test_a_lookalike_issuer_is_not_entras_and_goes_to_kaizala(entra: Entra, kaiz
 def test_without_teams_settings_an_entra_token_goes_to_kaizala_as_before(
     entra: Entra, kaizala, keys_endpoint: Upstream, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for name in ("TEAMS_CLIENT_ID", "TEAMS_ALLOWED_TENANT_IDS", "TEAMS_AUTHORITY"):
-        monkeypatch.delenv(name)
+    for name in TEAMS_SETTINGS:
+        monkeypatch.delenv(name, raising=False)
     assert json_of(validate(entra.token()))["id"] == "kaizala-user"
     assert kaizala.call_count == 1
     assert keys_endpoint.calls == []
