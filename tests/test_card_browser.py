@@ -139,6 +139,16 @@ def teams_token(server: DevServer, **body: object) -> str:
     return secret(response.json()["token"])
 
 
+def expect_the_catalog(page: Page, server: DevServer) -> None:
+    """The dropdown holds the whole catalog (after an empty choice), enabled, with no Retry offered."""
+    expected = [str(product["id"]) for product in catalog(server)]
+    expect(page.locator("#product option")).to_have_count(len(expected) + 1)
+    assert product_option_values(page) == ["", *expected]
+    expect(page.locator("#product")).to_be_enabled()
+    expect(page.locator("#status")).to_have_text(f"{len(expected)} products")
+    expect(page.locator("#retry")).to_be_hidden()
+
+
 def test_card_fills_the_dropdown_and_shows_the_user(page: Page, server: DevServer) -> None:
     minted: list[str] = []
     page.on(
@@ -152,12 +162,7 @@ def test_card_fills_the_dropdown_and_shows_the_user(page: Page, server: DevServe
 
     page.goto(f"{server.kaizala}/card/")
     expect(page.locator("#user-name")).to_have_text("Signed in as Asha Rao")
-    expected = [str(product["id"]) for product in catalog(server)]
-    expect(page.locator("#product option")).to_have_count(len(expected) + 1)
-    assert product_option_values(page) == ["", *expected]
-    expect(page.locator("#product")).to_be_enabled()
-    expect(page.locator("#status")).to_have_text(f"{len(expected)} products")
-    expect(page.locator("#retry")).to_be_hidden()
+    expect_the_catalog(page, server)
 
     assert minted
     for token in minted:
@@ -255,12 +260,7 @@ def test_teams_tab_fills_the_dropdown_and_shows_the_teams_user(page: Page, serve
 
     page.goto(f"{server.kaizala}/card/?host=teams&user={user['id']}")
     expect(page.locator("#user-name")).to_have_text(f"Signed in as {user['name']}")
-    expected = [str(product["id"]) for product in catalog(server)]
-    expect(page.locator("#product option")).to_have_count(len(expected) + 1)
-    assert product_option_values(page) == ["", *expected]
-    expect(page.locator("#product")).to_be_enabled()
-    expect(page.locator("#status")).to_have_text(f"{len(expected)} products")
-    expect(page.locator("#retry")).to_be_hidden()
+    expect_the_catalog(page, server)
 
     assert page.evaluate("document.documentElement.dataset.host") == "teams"
     # The real library, with only its two calls stood in, at the version teams/package.json pins.
