@@ -47,7 +47,7 @@ def authenticate(req: func.HttpRequest, *, accept_body_token: bool = False) -> I
     tokens.refuse_token_in_query(req)
     settings = current_settings()
     from_body = tokens.body_token(req) if accept_body_token and req.method.upper() == "POST" else None
-    token = tokens.require_token(tokens.header_token(req), from_body)
+    token = tokens.require_token(tokens.header_token(req), from_body, teams=settings.teams is not None)
     tokens.check_shape(token)
 
     started = time.perf_counter()

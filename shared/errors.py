@@ -40,6 +40,15 @@ class MissingToken(ApiError):
     def headers(self) -> dict[str, str]:
         return {"WWW-Authenticate": BEARER_CHALLENGE}
 
+    @classmethod
+    def teams_too(cls) -> "MissingToken":
+        """With Teams configured: the token may come from a card or from a Teams tab."""
+        return cls(
+            "No token was sent. In a Kaizala card get one with KASClient.App.getIntegerationServiceTokenAsync, in a "
+            "Teams tab with microsoftTeams.authentication.getAuthToken(), and send it as 'Authorization: Bearer "
+            "<token>'."
+        )
+
 
 class InvalidToken(ApiError):
     status = 401

@@ -58,11 +58,12 @@ def header_token(req: func.HttpRequest) -> str | None:
     return req.headers.get("accessToken") or None
 
 
-def require_token(*candidates: str | None) -> str:
+def require_token(*candidates: str | None, teams: bool = False) -> str:
+    """The first token given; MissingToken (naming Teams' way to get one too when `teams` is on) when none is."""
     for token in candidates:
         if token:
             return token
-    raise MissingToken()
+    raise MissingToken.teams_too() if teams else MissingToken()
 
 
 def check_shape(token: str) -> None:

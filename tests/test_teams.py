@@ -411,3 +411,12 @@ def test_a_malformed_header_on_an_entra_token_is_401_and_never_reaches_kaizala(
     response = validate(f"{header}.{payload}.{signature}")
     assert (response.status_code, json_of(response)["error"]) == (401, "invalid_token")
     assert kaizala.call_count == 0
+
+
+def test_without_a_token_the_answer_says_how_a_tab_gets_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    body = json_of(ValidateToken.main(request()))
+    assert body["error"] == "missing_token"
+    assert "microsoftTeams.authentication.getAuthToken()" in body["message"]
+    for name in TEAMS_SETTINGS:
+        monkeypatch.delenv(name, raising=False)
+    assert "getAuthToken" not in json_of(ValidateToken.main(request()))["message"]  # Teams off: today's answer
