@@ -5,20 +5,17 @@
 never grants anything: `verify` checks everything, and fails closed at each step.
 """
 
-import base64
-import binascii
 import re
 from typing import Any
 
 import jwt
 
-from . import untrusted_json
+from . import tokens
 from .errors import InvalidToken
 from .identity import Identity
 from .policy import CLIENT_APP_NOT_ALLOWED, TENANT_NOT_ALLOWED, Refused
 from .settings import TeamsSettings
 from .signing_keys import SigningKeys
-from .tokens import CLOCK_SKEW_SECONDS
 
 SCOPE = "access_as_user"
 RENEW = "Get a new one with microsoftTeams.authentication.getAuthToken."
@@ -35,7 +32,10 @@ _ISSUER_FORMS = re.compile(
 def entra_issuer(token: str) -> str | None:
     """The token's issuer when it (unverified) names Entra ID: such a token goes to the Teams provider. None for
     any other token (Kaizala's)."""
-    payload = _unverified_payload(token)
+    try:
+        payload = tokens.unverified_payload(token)
+    except InvalidToken:  # not a readable JWT: not Entra's (Kaizala's checks refuse it as before)
+        return None
     issuer = payload.get("iss") if payload is not None else None
     return issuer if isinstance(issuer, str) and _ENTRA_HOST.fullmatch(issuer) else None
 
@@ -83,7 +83,7 @@ def _decode(token: str, key: jwt.PyJWK) -> dict[str, Any]:
             token,
             key=key.key,
             algorithms=["RS256"],
-            leeway=CLOCK_SKEW_SECONDS,
+            leeway=tokens.CLOCK_SKEW_SECONDS,
             # iss and aud have forms PyJWT cannot express; they are checked in _identity.
             options={"require": ["exp", "nbf", "iss", "aud", "tid", "oid"], "verify_aud": False, "verify_iss": False},
         )
@@ -129,14 +129,3 @@ def _identity(claims: dict[str, Any], tenant_id: str, settings: TeamsSettings) -
 
 def _text(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
-
-
-def _unverified_payload(token: str) -> dict[str, Any] | None:
-    parts = token.split(".")
-    if len(parts) != 3:
-        return None
-    try:
-        payload = untrusted_json.parse(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
-    except (binascii.Error, ValueError):
-        return None
-    return payload if isinstance(payload, dict) else None

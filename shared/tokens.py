@@ -5,6 +5,7 @@ import binascii
 import math
 import re
 import time
+from typing import Any
 
 import azure.functions as func
 
@@ -77,12 +78,9 @@ def check_shape(token: str) -> None:
 RENEW = "Get a new one with getIntegerationServiceTokenAsync."
 
 
-def expiry(token: str, now: float | None = None, *, renew: str = RENEW) -> float | None:
-    """The `exp` of a JWT (unix seconds), read without verifying: Kaizala verifies it. None for an opaque token.
-
-    A JWT-shaped token whose payload cannot be read, or whose `exp` is not a number, is refused here; one whose
-    `exp` has passed (beyond the allowed clock skew) too.
-    """
+def unverified_payload(token: str) -> dict[str, Any] | None:
+    """A JWT's payload, read without verifying anything. None for a token that is not JWT-shaped (an opaque one);
+    InvalidToken for a JWT-shaped token whose payload is not a readable JSON object."""
     parts = token.split(".")
     if len(parts) != 3:
         return None
@@ -92,6 +90,19 @@ def expiry(token: str, now: float | None = None, *, renew: str = RENEW) -> float
         raise InvalidToken("The token looks like a JWT but its payload is not readable JSON.") from None
     if not isinstance(payload, dict):
         raise InvalidToken("The token looks like a JWT but its payload is not a JSON object.")
+    return payload
+
+
+def expiry(token: str, now: float | None = None, *, renew: str = RENEW) -> float | None:
+    """The `exp` of a JWT (unix seconds), read without verifying: the provider verifies it. None for an opaque
+    token.
+
+    A JWT-shaped token whose payload cannot be read, or whose `exp` is not a number, is refused here; one whose
+    `exp` has passed (beyond the allowed clock skew) too.
+    """
+    payload = unverified_payload(token)
+    if payload is None:
+        return None
     exp = payload.get("exp")
     if exp is None:
         return None
