@@ -48,7 +48,7 @@ def authenticate(req: func.HttpRequest, *, accept_body_token: bool = False) -> I
     settings = current_settings()
     from_body = tokens.body_token(req) if accept_body_token and req.method.upper() == "POST" else None
     token = tokens.require_token(tokens.header_token(req), from_body, teams=settings.teams is not None)
-    tokens.check_shape(token)
+    tokens.check_shape(token, tokens.MAX_TOKEN_LENGTH if settings.teams is None else tokens.MAX_ENTRA_TOKEN_LENGTH)
 
     started = time.perf_counter()
     try:
@@ -105,6 +105,7 @@ def _provider_for(token: str, key: str, settings: Settings) -> tuple[IdentityCac
         return teams_cache, verify, teams.RENEW
     issuer = teams.entra_issuer(token)
     if issuer is None:
+        tokens.check_shape(token)  # Kaizala's own limit: only Entra's tokens may be longer
         return kaizala
     teams.allowed_tenant(issuer, teams_settings)  # a tenant we never trust: 403 before any key fetch
     return teams_cache, verify, teams.RENEW

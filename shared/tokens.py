@@ -13,6 +13,8 @@ from . import untrusted_json
 from .errors import InvalidRequest, InvalidToken, MissingToken
 
 MAX_TOKEN_LENGTH = 4096
+# An Entra access token grows with its claims: a `groups` claim alone may list 200 object ids (about 8 KB).
+MAX_ENTRA_TOKEN_LENGTH = 16 * 1024
 MAX_BODY_BYTES = 64 * 1024  # a {"token": ...} body is tiny; parsing megabytes of JSON is work an attacker chooses
 CLOCK_SKEW_SECONDS = 60
 QUERY_TOKEN_NAMES = frozenset({"token", "accesstoken", "access_token"})
@@ -67,10 +69,12 @@ def require_token(*candidates: str | None, teams: bool = False) -> str:
     raise MissingToken.teams_too() if teams else MissingToken()
 
 
-def check_shape(token: str) -> None:
-    """Local checks that spare Kaizala a call for something that cannot be a token."""
-    if len(token) > MAX_TOKEN_LENGTH:
-        raise InvalidToken(f"The token is longer than {MAX_TOKEN_LENGTH} characters; it is not a Kaizala token.")
+def check_shape(token: str, max_length: int = MAX_TOKEN_LENGTH) -> None:
+    """Local checks that spare the provider a call for something that cannot be a token (`max_length`: Kaizala's
+    limit, or with Teams configured, Entra's larger one until the token's provider is known)."""
+    if len(token) > max_length:
+        kind = "a Kaizala token" if max_length == MAX_TOKEN_LENGTH else "a token this API accepts"
+        raise InvalidToken(f"The token is longer than {max_length} characters; it is not {kind}.")
     if not _PRINTABLE_NO_SPACE.fullmatch(token):
         raise InvalidToken("The token has characters a Kaizala token cannot have (spaces or non-printable ASCII).")
 

@@ -420,3 +420,21 @@ def test_without_a_token_the_answer_says_how_a_tab_gets_one(monkeypatch: pytest.
     for name in TEAMS_SETTINGS:
         monkeypatch.delenv(name, raising=False)
     assert "getAuthToken" not in json_of(ValidateToken.main(request()))["message"]  # Teams off: today's answer
+
+
+def test_a_teams_token_with_a_large_groups_claim_is_accepted_but_kaizala_keeps_its_limit(
+    entra: Entra, kaizala, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    groups = [f"{number:08d}-1111-4222-8333-444444444444" for number in range(200)]  # Entra's most in a JWT
+    large = entra.token(groups=groups)
+    assert 4096 < len(large) <= 16 * 1024
+    assert validate(large).status_code == 200
+    long_kaizala = make_jwt(payload={"sub": "x" * 5000, "exp": 4102444800})
+    assert_refused(validate(long_kaizala), 401, "invalid_token")
+    assert kaizala.call_count == 0
+    too_large = entra.token(groups=groups * 3)
+    assert_refused(validate(too_large), 401, "invalid_token")
+    for name in TEAMS_SETTINGS:  # Teams off: today's limit for every token
+        monkeypatch.delenv(name, raising=False)
+    assert_refused(validate(large), 401, "invalid_token")
+    assert kaizala.call_count == 0
