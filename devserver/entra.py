@@ -167,8 +167,19 @@ class MintOptions:
     signer: str = "jwks"
 
 
+def _text(value: Any) -> bool:
+    """A string that is text: JSON lets a lone surrogate ("\\ud800") through, which no token can carry."""
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _non_empty_text(value: Any) -> bool:
-    return isinstance(value, str) and bool(value)
+    return _text(value) and bool(value)
 
 
 def _seconds(value: Any) -> bool:
@@ -181,10 +192,10 @@ def _one_of(*choices: str) -> Callable[[Any], bool]:
 
 # JSON field: (MintOptions attribute, check, what the 400 says the value must be).
 _MINT_FIELDS: Mapping[str, tuple[str, Callable[[Any], bool], str]] = {
-    "userId": ("user_id", lambda value: isinstance(value, str), "a string (GET /v1/dev/teams-users lists them)"),
+    "userId": ("user_id", _text, "a string (GET /v1/dev/teams-users lists them)"),
     "tenantId": ("tenant_id", is_guid, "a GUID (8-4-4-4-12 hexadecimal digits)"),
     "audience": ("audience", _non_empty_text, "a non-empty string"),
-    "scope": ("scope", lambda value: isinstance(value, str), 'a string ("" leaves scp out)'),
+    "scope": ("scope", _text, 'a string ("" leaves scp out)'),
     "azp": ("azp", _non_empty_text, "a non-empty string"),
     "ttlSeconds": ("ttl_seconds", _seconds, f"a whole number from -{MAX_OFFSET_SECONDS} to {MAX_OFFSET_SECONDS}"),
     "notBeforeSeconds": (

@@ -13,6 +13,7 @@ from typing import Any
 
 WILDCARDS = frozenset({"", "0.0.0.0", "::"})  # noqa: S104 - names of "every interface", to recognise them
 _LOOPBACK_HOST_HEADER = re.compile(r"(?:localhost|127\.0\.0\.1|\[::1\])(?::[0-9]{1,5})?", re.IGNORECASE)
+_LOOPBACK_ORIGIN = re.compile(r"https?://(?:localhost|127\.0\.0\.1|\[::1\])(?::[0-9]{1,5})?", re.IGNORECASE)
 
 
 def is_wildcard(host: str) -> bool:
@@ -70,5 +71,12 @@ def dev_request_refusal(environ: dict[str, Any]) -> str | None:
         return (
             "The stand-in's dev endpoints (/v1/dev/*) answer only requests addressed to localhost, 127.0.0.1 or "
             "[::1] (the Host header); use http://localhost:<port> or http://127.0.0.1:<port>."
+        )
+    # A page from any other site open in the developer's browser could otherwise POST here (a "simple" cross-origin
+    # request needs no preflight) and rotate keys or change faults: browsers name the page's origin.
+    origin = environ.get("HTTP_ORIGIN")
+    if origin is not None and not _LOOPBACK_ORIGIN.fullmatch(str(origin)):
+        return (
+            "The stand-in's dev endpoints (/v1/dev/*) answer only pages served from this machine (the Origin header)."
         )
     return None

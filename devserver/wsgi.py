@@ -78,12 +78,19 @@ class BadBody(ValueError):
     """A dev endpoint's body is not the JSON object it takes: its message is the 400's."""
 
 
+MAX_DEV_BODY_BYTES = 64 * 1024  # a dev endpoint's options are a few fields
+
+
 def json_object_body(request: Request) -> dict[str, Any]:
     """A dev endpoint's JSON object body ({} when empty); BadBody otherwise."""
+    if (request.content_length or 0) > MAX_DEV_BODY_BYTES:
+        raise BadBody(f"The body is larger than {MAX_DEV_BODY_BYTES} bytes.")
     body = request.get_data(cache=False)
+    if len(body) > MAX_DEV_BODY_BYTES:
+        raise BadBody(f"The body is larger than {MAX_DEV_BODY_BYTES} bytes.")
     try:
         payload = json.loads(body) if body.strip() else {}
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser goes
         raise BadBody("The body must be JSON.") from None
     if not isinstance(payload, dict):
         raise BadBody("The body must be a JSON object.")

