@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import jsonschema
 import pytest
 
-from devserver.package import PackageError, build_teams
+from devserver.package import PackageError, api_origin, build_teams, main, tab_location
 from tests.shared_data import shared_file, teams_js_bundle
 
 API = "https://contoso-cards.azurewebsites.net"
@@ -50,3 +50,51 @@ def test_a_tab_url_teams_or_entra_cannot_use_is_refused(tmp_path: Path, tab_url:
     content_url = manifest["staticTabs"][0]["contentUrl"]
     assert " " not in content_url
     assert urlsplit(content_url).port != 0  # urlsplit(...).port raises ValueError for "abc"
+
+
+@pytest.mark.parametrize(
+    ("tab_url", "content_url", "host"),
+    [
+        (
+            "https://contosotabs.z6.web.core.windows.net/productpicker/index.html",
+            None,
+            "contosotabs.z6.web.core.windows.net",
+        ),
+        ("https://xn--bcher-kva.example/a%20b/index.html", None, "xn--bcher-kva.example"),  # punycode, %-encoded
+        ("https://Tab.Contoso.com:8443/Tab/", "https://tab.contoso.com:8443/Tab/", "tab.contoso.com"),
+        ("https://tab.contoso.com", "https://tab.contoso.com/", "tab.contoso.com"),
+    ],
+)
+def test_a_usable_tab_url_is_kept(tab_url: str, content_url: str | None, host: str) -> None:
+    assert tab_location(tab_url) == (content_url or tab_url, host)
+
+
+@pytest.mark.parametrize(
+    "api_url",
+    ["https://*.azurewebsites.net", "https://app.azurewebsites.net:abc", "https://[::1]", "https://app_1.example.com"],
+)
+def test_an_api_url_of_no_dns_host_is_refused(api_url: str) -> None:
+    with pytest.raises(PackageError, match="--api-url"):
+        api_origin(api_url)
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("--tab-url", "https://tab_contoso.com/index.html"), ("--teams-client-id", "not-a-guid")],
+)
+def test_a_bad_option_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str, value: str
+) -> None:
+    # main() used to write the card's ZIP before checking the Teams options: a bad --tab-url left a new card beside
+    # the previous build's Teams package. Every option is checked first now; an earlier build stays as it was.
+    teams_js_bundle()
+    card, teams, tab = tmp_path / "card.zip", tmp_path / "teams.zip", tmp_path / "tab"
+    teams.write_bytes(b"the previous build")
+    argv = [*("--api-url", API, "--out", str(card), "--teams-out", str(teams), "--tab-dir", str(tab))]
+    code = main([*argv, option, value])
+    assert code == 2
+    assert option in capsys.readouterr().err
+    assert not card.exists()
+    assert not tab.exists()
+    assert teams.read_bytes() == b"the previous build"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["teams.zip"]
