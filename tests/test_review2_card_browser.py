@@ -3,6 +3,7 @@
 Everything stays on this machine: the "other origin" below is a capture server on 127.0.0.1.
 """
 
+import re
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -125,3 +126,64 @@ def test_a_kaizala_sdk_that_never_answers_does_not_leave_the_card_loading_foreve
     )
     page.goto(f"{server.kaizala}/card/")
     expect(page.locator("#retry")).to_be_visible(timeout=25_000)
+
+
+def test_a_teams_sdk_that_never_gives_a_token_does_not_leave_the_tab_loading_forever(
+    page: Page,  # noqa: F811
+    server: DevServer,  # noqa: F811
+) -> None:
+    # The same bound for teams-js: app.initialize() answers, getAuthToken() never does. The page's clock is run
+    # past the timeout rather than waiting it out.
+    silent = (
+        "window.microsoftTeams = {app: {initialize: function () { return Promise.resolve(); }},"
+        " authentication: {getAuthToken: function () { return new Promise(function () {}); }}};"
+    )
+    page.route("**/card/KASClient.js", lambda route: route.fulfill(status=200, content_type="text/javascript", body=""))
+    page.route(
+        "**/card/MicrosoftTeams.min.js",
+        lambda route: route.fulfill(status=200, content_type="text/javascript", body=silent),
+    )
+    page.clock.install()
+    page.goto(f"{server.kaizala}/card/?host=teams")
+    expect(page.locator("#status")).to_have_text("Loading…")
+    page.clock.run_for(20_000)
+    expect(page.locator("#status")).to_contain_text("Microsoft Teams did not answer")
+    expect(page.locator("#retry")).to_be_visible()
+    expect(page.locator("#retry")).to_be_enabled()
+
+
+def test_a_503_holds_retry_until_its_retry_after_has_passed(
+    page: Page,  # noqa: F811
+    server: DevServer,  # noqa: F811
+) -> None:
+    # The README says a 503 "offers a retry after Retry-After": Retry is shown at once but disabled, counting down,
+    # and only then can be pressed.
+    def busy(route: Route) -> None:
+        if route.request.method == "OPTIONS":
+            route.continue_()
+            return
+        route.fulfill(
+            status=503,
+            content_type="application/json",
+            headers={
+                "Access-Control-Allow-Origin": "*",
+                "Access-Control-Expose-Headers": "Retry-After",
+                "Retry-After": "3",
+            },
+            body='{"error": "identity_unavailable", "message": "Kaizala is unavailable right now."}',
+        )
+
+    page.route("**/api/*", busy)
+    page.goto(f"{server.kaizala}/card/")
+    retry = page.locator("#retry")
+    expect(page.locator("#status")).to_have_text("The sign-in service is busy. Try again in 3 seconds.")
+    expect(retry).to_be_visible()
+    expect(retry).to_be_disabled()
+    expect(retry).to_have_text(re.compile(r"Try again in [123] s"))
+    expect(retry).to_be_enabled(timeout=6_000)
+    expect(retry).to_have_text("Try again")
+
+    page.unroute("**/api/*")
+    retry.click()
+    expect(page.locator("#user-name")).to_have_text("Signed in as Asha Rao")
+    expect(retry).to_be_hidden()
