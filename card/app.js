@@ -73,7 +73,9 @@
 
   function initializeTeams() {
     if (!teamsReady) {
-      teamsReady = withinTimeout(teamsSdk().app.initialize(), new Error("timeout"));
+      // Inside a promise, so that an initialize() that throws is a rejection like any other.
+      var answer = new Promise(function (resolve) { resolve(teamsSdk().app.initialize()); });
+      teamsReady = withinTimeout(answer, new Error("timeout"));
       teamsReady.catch(function () { teamsReady = null; });  // a later retry initializes again
     }
     return teamsReady.catch(function () {
