@@ -14,12 +14,14 @@ npm, `teams/node_modules`, installed by `npm ci` in `teams/`, which `make packag
 """
 
 import argparse
+import io
 import json
+import os
 import re
 import sys
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from .kaizala import CARD_DIR
 
@@ -43,13 +45,78 @@ class PackageError(Exception):
     pass
 
 
+# A URL Teams and Entra take: https, a DNS host name of LDH labels (internationalized names in their punycode
+# form), an optional port 1-65535, a path of RFC 3986 characters (anything else percent-encoded), 2048 characters
+# at most (the Teams manifest's contentUrl limit).
+MAX_URL_LENGTH = 2048
+LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+PATH = re.compile(r"(/([A-Za-z0-9._~!$&'()*+,;=:@-]|%[0-9A-Fa-f]{2})*)*")
+
+
+def https_url(option: str, raw: str, example: str) -> tuple[str, str, str]:
+    """(origin, host, path) of an https URL given as `option`; a PackageError naming the option otherwise."""
+    url = raw.strip()
+    if len(url) > MAX_URL_LENGTH:
+        raise PackageError(f"{option} is {len(url)} characters long: at most {MAX_URL_LENGTH}")
+    scheme, separator, rest = url.partition("://")
+    if scheme.lower() != "https" or not separator:
+        raise PackageError(f"{option} must be an https URL such as {example}")
+    if "?" in rest or "#" in rest:
+        raise PackageError(f"{option} takes no query or fragment")
+    authority, slash, path = rest.partition("/")
+    path = slash + path
+    if "@" in authority:
+        raise PackageError(f"{option} takes no user name or password")
+    if authority.startswith("["):
+        raise PackageError(f"{option} needs a DNS host name, not an IP address")
+    name, colon, port = authority.partition(":")
+    host = name.lower()
+    if colon and not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+        raise PackageError(f"{option}: the port {port!r} is not a number from 1 to 65535")
+    check_host(option, host)
+    if not PATH.fullmatch(path):
+        raise PackageError(
+            f"{option}: the path {path!r} holds characters a URL cannot (spaces, non-ASCII, ...): percent-encode them"
+        )
+    origin = f"https://{host}" + (f":{int(port)}" if colon else "")
+    return origin, host, path
+
+
+def check_host(option: str, host: str) -> None:
+    """A DNS host name: LDH labels, punycode (xn--) labels that decode, at least two labels, not an IPv4 address."""
+    if not host:
+        raise PackageError(f"{option} has no host name")
+    if not host.isascii():
+        try:
+            hint = f": use its punycode form {host.encode('idna').decode()}"
+        except UnicodeError:
+            hint = ""
+        raise PackageError(f"{option}: the host name {host!r} is not ASCII{hint}")
+    labels = host.split(".")
+    if len(host) > 253 or len(labels) < 2 or not all(LABEL.fullmatch(label) for label in labels):
+        raise PackageError(
+            f"{option}: {host!r} is not a DNS host name (two or more dot-separated labels of letters, digits and "
+            "inner hyphens: no wildcard, no trailing dot, no underscore)"
+        )
+    if labels[-1].isdigit():
+        raise PackageError(f"{option} needs a DNS host name, not an IP address")
+    for label in labels:
+        if label[2:4] != "--":
+            continue
+        try:
+            valid = label.startswith("xn--") and label.encode().decode("idna").encode("idna").decode() == label
+        except UnicodeError:
+            valid = False
+        if not valid:
+            raise PackageError(f"{option}: the label {label!r} of {host!r} is not valid punycode")
+
+
 def api_origin(api_url: str) -> str:
-    parts = urlsplit(api_url.strip())
-    if parts.scheme != "https" or not parts.hostname or parts.username or parts.password:
-        raise PackageError("--api-url must be an https URL such as https://contoso-cards.azurewebsites.net")
-    if parts.path.strip("/") or parts.query or parts.fragment:
+    example = "https://contoso-cards.azurewebsites.net"
+    origin, _host, path = https_url("--api-url", api_url, example)
+    if path.strip("/"):
         raise PackageError("--api-url is the app's origin only (no path, query or fragment)")
-    return f"https://{parts.netloc}"
+    return origin
 
 
 def without_script(page: str, host: str, source: Path) -> str:
@@ -69,8 +136,15 @@ def configured(card_dir: Path, origin: str) -> bytes:
     return config.replace(PLACEHOLDER, origin).encode()
 
 
-def build(api_url: str, out: Path, card_dir: Path = CARD_DIR, kasclient: Path | None = None) -> list[str]:
-    """Write the Kaizala card package to `out`; returns warnings (e.g. KASClient.js not included)."""
+@dataclass
+class Card:
+    """The Kaizala card package, built and checked in memory."""
+
+    archive: bytes
+    warnings: list[str]
+
+
+def card_package(api_url: str, card_dir: Path = CARD_DIR, kasclient: Path | None = None) -> Card:
     origin = api_origin(api_url)
     warnings = []
     manifest = json.loads((card_dir / "package.json").read_text(encoding="utf-8"))
@@ -85,14 +159,33 @@ def build(api_url: str, out: Path, card_dir: Path = CARD_DIR, kasclient: Path | 
         files["KASClient.js"] = sdk.read_bytes()
     else:
         warnings.append("KASClient.js is not in the package: add Microsoft's SDK file (--kasclient) before upload")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+    archive = zipped(files)
+    if len(archive) > MAX_PACKAGE_BYTES:
+        raise PackageError(f"the package is larger than Kaizala's {MAX_PACKAGE_BYTES} bytes")
+    return Card(archive, warnings)
+
+
+def zipped(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for name in sorted(files):
             archive.writestr(name, files[name])
-    if out.stat().st_size > MAX_PACKAGE_BYTES:
-        out.unlink()
-        raise PackageError(f"the package is larger than Kaizala's {MAX_PACKAGE_BYTES} bytes")
-    return warnings
+    return buffer.getvalue()
+
+
+def write(path: Path, content: bytes) -> None:
+    """Replace `path` whole: a failed write leaves the old file, never half a new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_bytes(content)
+    os.replace(partial, path)
+
+
+def build(api_url: str, out: Path, card_dir: Path = CARD_DIR, kasclient: Path | None = None) -> list[str]:
+    """Write the Kaizala card package to `out`; returns warnings (e.g. KASClient.js not included)."""
+    card = card_package(api_url, card_dir, kasclient)
+    write(out, card.archive)
+    return card.warnings
 
 
 # --- Microsoft Teams ---------------------------------------------------------------------------------------------
@@ -100,12 +193,8 @@ def build(api_url: str, out: Path, card_dir: Path = CARD_DIR, kasclient: Path | 
 
 def tab_location(tab_url: str) -> tuple[str, str]:
     """(the tab page's URL, its host) from --tab-url."""
-    parts = urlsplit(tab_url.strip())
-    if parts.scheme != "https" or not parts.hostname or parts.username or parts.password:
-        raise PackageError("--tab-url must be an https URL such as https://contoso.z6.web.core.windows.net/index.html")
-    if parts.query or parts.fragment:
-        raise PackageError("--tab-url is where the tab's index.html is hosted (no query or fragment)")
-    return f"https://{parts.netloc}{parts.path or '/'}", parts.hostname
+    origin, host, path = https_url("--tab-url", tab_url, "https://contoso.z6.web.core.windows.net/index.html")
+    return origin + (path or "/"), host
 
 
 def teams_js(teams_dir: Path = TEAMS_DIR) -> Path:
@@ -123,17 +212,25 @@ def teams_js(teams_dir: Path = TEAMS_DIR) -> Path:
     return bundle
 
 
-def build_teams(
+@dataclass
+class Teams:
+    """The tab's page and the Teams app package, built and checked in memory."""
+
+    page: dict[str, bytes]
+    archive: bytes
+    content_url: str
+    warnings: list[str]
+
+
+def teams_package(
     api_url: str,
-    out: Path,
-    tab_dir: Path,
     *,
     tab_url: str = TAB_URL_PLACEHOLDER,
     client_id: str = DEMO_TEAMS_CLIENT_ID,
+    tab_dir: Path = Path("build/teams-tab"),
     card_dir: Path = CARD_DIR,
     teams_dir: Path = TEAMS_DIR,
-) -> list[str]:
-    """Write the tab's page to `tab_dir` and the Teams app package to `out`; returns warnings (placeholders)."""
+) -> Teams:
     origin = api_origin(api_url)
     content_url, tab_host = tab_location(tab_url)
     client_id = client_id.strip().lower()
@@ -154,9 +251,6 @@ def build_teams(
     page["config.js"] = configured(card_dir, origin)
     page["index.html"] = without_script(page["index.html"].decode(), "kaizala", card_dir / "index.html").encode()
     page[TEAMS_JS_NAME] = teams_js(teams_dir).read_bytes()
-    tab_dir.mkdir(parents=True, exist_ok=True)
-    for name, content in page.items():
-        (tab_dir / name).write_bytes(content)
 
     manifest = json.loads((teams_dir / "manifest.json").read_text(encoding="utf-8"))
     for tab in manifest["staticTabs"]:
@@ -165,11 +259,31 @@ def build_teams(
     manifest["webApplicationInfo"] = {"id": client_id, "resource": f"api://{tab_host}/{client_id}"}
     package: dict[str, bytes] = {name: (teams_dir / name).read_bytes() for name in TEAMS_PACKAGE_FILES}
     package["manifest.json"] = (json.dumps(manifest, indent=2) + "\n").encode()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for name in sorted(package):
-            archive.writestr(name, package[name])
-    return warnings
+    return Teams(page, zipped(package), content_url, warnings)
+
+
+def write_teams(teams: Teams, out: Path, tab_dir: Path) -> None:
+    for name, content in teams.page.items():
+        write(tab_dir / name, content)
+    write(out, teams.archive)
+
+
+def build_teams(
+    api_url: str,
+    out: Path,
+    tab_dir: Path,
+    *,
+    tab_url: str = TAB_URL_PLACEHOLDER,
+    client_id: str = DEMO_TEAMS_CLIENT_ID,
+    card_dir: Path = CARD_DIR,
+    teams_dir: Path = TEAMS_DIR,
+) -> list[str]:
+    """Write the tab's page to `tab_dir` and the Teams app package to `out`; returns warnings (placeholders)."""
+    teams = teams_package(
+        api_url, tab_url=tab_url, client_id=client_id, tab_dir=tab_dir, card_dir=card_dir, teams_dir=teams_dir
+    )
+    write_teams(teams, out, tab_dir)
+    return teams.warnings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -185,15 +299,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tab-dir", type=Path, default=Path("build/teams-tab"), help="where the tab page is written")
     args = parser.parse_args(argv)
     try:
-        warnings = build(args.api_url, args.out, kasclient=args.kasclient)
-        print(f"wrote {args.out} ({args.out.stat().st_size} bytes): the Kaizala card")
-        warn(warnings)
-        warnings = build_teams(
-            args.api_url, args.teams_out, args.tab_dir, tab_url=args.tab_url, client_id=args.teams_client_id
-        )
-        print(f"wrote {args.tab_dir}/: the Teams tab's page, to host at {tab_location(args.tab_url)[0]}")
-        print(f"wrote {args.teams_out} ({args.teams_out.stat().st_size} bytes): the Teams app package")
-        warn(warnings)
+        # Every option is checked and both packages are built in memory first: a bad option writes nothing.
+        card = card_package(args.api_url, kasclient=args.kasclient)
+        teams = teams_package(args.api_url, tab_url=args.tab_url, client_id=args.teams_client_id, tab_dir=args.tab_dir)
+        write(args.out, card.archive)
+        print(f"wrote {args.out} ({len(card.archive)} bytes): the Kaizala card")
+        warn(card.warnings)
+        write_teams(teams, args.teams_out, args.tab_dir)
+        print(f"wrote {args.tab_dir}/: the Teams tab's page, to host at {teams.content_url}")
+        print(f"wrote {args.teams_out} ({len(teams.archive)} bytes): the Teams app package")
+        warn(teams.warnings)
     except (PackageError, OSError) as exc:
         print(f"package: {exc}", file=sys.stderr)
         return 2

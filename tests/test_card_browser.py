@@ -214,6 +214,8 @@ def test_unavailable_identity_service_offers_retry(page: Page, server: DevServer
     expect(page.locator("#status")).to_contain_text("busy")
     expect(page.locator("#retry")).to_be_visible()
     requests.delete(f"{server.kaizala}/v1/dev/faults", timeout=5)
+    # Retry is held until the 503's Retry-After has passed (the API's default for a Kaizala outage: 5 s).
+    expect(page.locator("#retry")).to_be_enabled(timeout=15_000)
     page.click("#retry")
     expect(page.locator("#product option")).to_have_count(len(catalog(server)) + 1)
     expect(page.locator("#retry")).to_be_hidden()
@@ -331,6 +333,7 @@ def test_teams_entra_unreachable_offers_retry_then_succeeds(browser: Browser) ->
             # However long the API holds off asking Entra again, wait until it has the keys, then retry.
             token = teams_token(fresh)
             assert answers_200(fresh, token), "the API never recovered after Entra came back"
+            expect(page.locator("#retry")).to_be_enabled()  # held for the 503's Retry-After (2 s) first
             page.click("#retry")
             expect(page.locator("#user-name")).to_have_text(f"Signed in as {teams_users()[0]['name']}")
             expect(page.locator("#product option")).to_have_count(len(catalog(fresh)) + 1)
