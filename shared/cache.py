@@ -328,17 +328,18 @@ class IdentityCache:
         or Kaizala's 429 (raised, and remembered here for as long as the fleet says). `purges`: the count when
         the lookup began; an identity read before a purge that arrived since is not kept."""
         now = self._timer()
+        state = state.seen_by(self.provider)
         if state.rejected_until is not None:
             with self._lock:
                 self._forget_identity(call.key)
                 self._rejections[call.key] = min(state.rejected_until, now + REJECTION_SECONDS)
             raise InvalidToken.remembered(self.provider)
-        if state.throttled_until is not None and self.provider == KAIZALA:  # Kaizala's 429 holds back Kaizala only
+        if state.throttled_until is not None:
             seconds = math.ceil(state.throttled_until - now)
             with self._lock:
                 self._throttled_until = max(self._throttled_until, time.monotonic() + seconds)
             raise KaizalaThrottled.holding(seconds)
-        if state.entry is None or state.entry.identity.provider != self.provider:
+        if state.entry is None:
             return None
         with self._lock:
             if self._purges == purges:

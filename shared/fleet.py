@@ -17,7 +17,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -26,7 +26,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from .breaker import Breaker
-from .identity import Identity
+from .identity import KAIZALA, Identity, Provider
 from .sealing import Sealed, Sealer, TokenKeys
 from .settings import TOKEN_LIFETIME_SECONDS, FleetSettings
 
@@ -54,6 +54,16 @@ class SharedState:
     entry: Sealed | None = None
     rejected_until: float | None = None
     throttled_until: float | None = None
+
+    def seen_by(self, provider: Provider) -> "SharedState":
+        """What this says to `provider`'s cache: an identity the other provider vouched for is not this token's
+        answer, and Kaizala's 429 holds back calls to Kaizala only."""
+        state = self
+        if state.entry is not None and state.entry.identity.provider != provider:
+            state = replace(state, entry=None)
+        if provider != KAIZALA and state.throttled_until is not None:
+            state = replace(state, throttled_until=None)
+        return state
 
 
 NOTHING = SharedState()

@@ -5,7 +5,6 @@ that takes the fleet's lease calls Kaizala and stores the outcome for all, while
 past their own deadline). A leader that dies costs one lease; when Redis fails, every instance simply leads.
 """
 
-import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -39,14 +38,14 @@ def resolve(
     Kaizala's 429 holds back only calls to Kaizala.
     """
     if refreshing_until is not None:
-        found = _settled(_seen_by(provider, fleet.lookup(token)), refreshing_until, provider)
+        found = _settled(fleet.lookup(token).seen_by(provider), refreshing_until, provider)
         if found is not None:
             return found
     # The lease lasts half the time left: if the leader's result never lands (its store failed, it died), the
     # waiters still have time to ask Kaizala themselves before their own deadline.
     lease_seconds = max(MIN_LEASE_SECONDS, (deadline - time.monotonic()) * LEASE_SHARE)
     leading, state = fleet.try_lead(token, lease_seconds=lease_seconds)
-    state = _seen_by(provider, state)
+    state = state.seen_by(provider)
     # What the fleet knew when we asked for the lease: a leader may have finished since our lookup.
     try:
         found = _settled(state, refreshing_until, provider)
@@ -61,7 +60,7 @@ def resolve(
     if not leading:
         if refreshing_until is not None:
             return None
-        found = _settled(_seen_by(provider, fleet.await_result(token, deadline)), None, provider)
+        found = _settled(fleet.await_result(token, deadline).seen_by(provider), None, provider)
         if found is not None:
             return found
         if time.monotonic() >= deadline:
@@ -97,15 +96,6 @@ def _ask_upstream(
         raise
     fleet.store(token, identity, expires_at=lives_until)
     return identity, lives_until  # the same end for this process's copy: it never outlives the fleet's
-
-
-def _seen_by(provider: Provider, state: SharedState) -> SharedState:
-    entry = state.entry
-    if entry is not None and entry.identity.provider != provider:
-        state = dataclasses.replace(state, entry=None)
-    if provider != KAIZALA and state.throttled_until is not None:
-        state = dataclasses.replace(state, throttled_until=None)
-    return state
 
 
 def _settled(state: SharedState, refreshing_until: float | None, provider: Provider) -> Resolved | None:

@@ -23,10 +23,6 @@ class KaizalaClient:
     def __init__(self, session: requests.Session | None = None) -> None:
         self.upstream = Upstream(SERVICE, "kaizala", session)
 
-    @property
-    def session(self) -> requests.Session:
-        return self.upstream.session
-
     def fetch_identity(self, token: str, url: str, deadline: float) -> Identity:
         """Who `token` belongs to, or a typed error; gives up at `deadline` (a `time.monotonic()` value): at
         that moment any read still in progress is cut off."""

@@ -158,19 +158,25 @@ def _parse(raw: tuple[str | None, ...]) -> Settings:
 
 
 def _identity_url(raw: str | None) -> str:
-    url = (raw or "").strip() or DEFAULT_IDENTITY_URL
+    # The token travels in a header to this URL.
+    return _https_url("KAIZALA_IDENTITY_URL", raw, DEFAULT_IDENTITY_URL)
+
+
+def _https_url(name: str, raw: str | None, default: str) -> str:
+    """An absolute https URL (`default` when empty). What it names decides which tokens count, so plain http only
+    to a stand-in on this machine, and no query, fragment or credentials."""
+    url = (raw or "").strip() or default
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - parsed only to refuse a malformed or out-of-range port
     except ValueError:
-        raise SettingsError("KAIZALA_IDENTITY_URL", "must be an absolute https URL") from None
+        raise SettingsError(name, "must be an absolute https URL") from None
     if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise SettingsError("KAIZALA_IDENTITY_URL", "must be an absolute https URL")
-    # The token travels in a header to this URL: plain http only to a stand-in on this machine.
+        raise SettingsError(name, "must be an absolute https URL")
     if parts.scheme == "http" and not _is_loopback(parts.hostname):
-        raise SettingsError("KAIZALA_IDENTITY_URL", "must use https (http is allowed only for localhost)")
+        raise SettingsError(name, "must use https (http is allowed only for localhost)")
     if parts.query or parts.fragment or parts.username or parts.password:
-        raise SettingsError("KAIZALA_IDENTITY_URL", "must not carry a query, fragment or credentials")
+        raise SettingsError(name, "must not carry a query, fragment or credentials")
     return url
 
 
@@ -416,18 +422,5 @@ def _guids(name: str, raw: str | None, *, required: bool) -> frozenset[str]:
 
 
 def _authority(raw: str | None) -> str:
-    name = "TEAMS_AUTHORITY"
-    url = (raw or "").strip().rstrip("/") or DEFAULT_TEAMS_AUTHORITY
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - parsed only to refuse a malformed or out-of-range port
-    except ValueError:
-        raise SettingsError(name, "must be an absolute https URL") from None
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise SettingsError(name, "must be an absolute https URL")
-    # Signing keys decide which tokens are genuine: plain http only to a stand-in on this machine.
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
-        raise SettingsError(name, "must use https (http is allowed only for localhost)")
-    if parts.query or parts.fragment or parts.username or parts.password:
-        raise SettingsError(name, "must not carry a query, fragment or credentials")
-    return url
+    # Signing keys decide which tokens are genuine.
+    return _https_url("TEAMS_AUTHORITY", (raw or "").strip().rstrip("/"), DEFAULT_TEAMS_AUTHORITY)
