@@ -112,9 +112,13 @@ class IdentityUnavailable(ApiError):
         return {"Retry-After": str(self.retry_after)}
 
     @classmethod
-    def too_slow(cls) -> "IdentityUnavailable":
-        """The validation's deadline passed."""
-        return cls("Kaizala's identity service did not answer in time. Try again shortly.")
+    def too_slow(cls, service: str) -> "TooSlow":
+        """The validation's deadline passed before `service` answered."""
+        return TooSlow(f"{service} did not answer in time. Try again shortly.")
+
+
+class TooSlow(IdentityUnavailable):
+    """The deadline passed before the upstream answered (or before a waiter's turn came)."""
 
 
 class KaizalaThrottled(IdentityUnavailable):

@@ -74,7 +74,7 @@ class Upstream:
             _new_session_after_fork(self)
 
     def too_slow(self) -> IdentityUnavailable:
-        return IdentityUnavailable(f"{self.service} did not answer in time. Try again shortly.")
+        return IdentityUnavailable.too_slow(self.service)
 
     def unavailable(self, retry_after: int | None = None) -> IdentityUnavailable:
         return IdentityUnavailable(f"{self.service} is unavailable right now. Try again shortly.", retry_after)

@@ -1,11 +1,6 @@
-"""Where a token comes from in a request, and what we check locally before asking Kaizala about it."""
+"""Where a token comes from in a request, and the local checks of its shape before any provider sees it."""
 
-import base64
-import binascii
-import math
 import re
-import time
-from typing import Any
 
 import azure.functions as func
 
@@ -16,7 +11,6 @@ MAX_TOKEN_LENGTH = 4096
 # An Entra access token grows with its claims: a `groups` claim alone may list 200 object ids (about 8 KB).
 MAX_ENTRA_TOKEN_LENGTH = 16 * 1024
 MAX_BODY_BYTES = 64 * 1024  # a {"token": ...} body is tiny; parsing megabytes of JSON is work an attacker chooses
-CLOCK_SKEW_SECONDS = 60
 QUERY_TOKEN_NAMES = frozenset({"token", "accesstoken", "access_token"})
 _PRINTABLE_NO_SPACE = re.compile(r"[\x21-\x7e]+")
 _BEARER = re.compile(r"bearer(?:\s+(.*))?", re.IGNORECASE | re.DOTALL)
@@ -77,48 +71,3 @@ def check_shape(token: str, max_length: int = MAX_TOKEN_LENGTH) -> None:
         raise InvalidToken(f"The token is longer than {max_length} characters; it is not {kind}.")
     if not _PRINTABLE_NO_SPACE.fullmatch(token):
         raise InvalidToken("The token has characters a Kaizala token cannot have (spaces or non-printable ASCII).")
-
-
-RENEW = "Get a new one with getIntegerationServiceTokenAsync."
-
-
-def unverified_payload(token: str) -> dict[str, Any] | None:
-    """A JWT's payload, read without verifying anything. None for a token that is not JWT-shaped (an opaque one);
-    InvalidToken for a JWT-shaped token whose payload is not a readable JSON object."""
-    parts = token.split(".")
-    if len(parts) != 3:
-        return None
-    try:
-        payload = untrusted_json.parse(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
-    except (binascii.Error, ValueError):  # not base64url, or untrusted_json.NotJson
-        raise InvalidToken("The token looks like a JWT but its payload is not readable JSON.") from None
-    if not isinstance(payload, dict):
-        raise InvalidToken("The token looks like a JWT but its payload is not a JSON object.")
-    return payload
-
-
-def expiry(token: str, now: float | None = None, *, renew: str = RENEW) -> float | None:
-    """The `exp` of a JWT (unix seconds), read without verifying: the provider verifies it. None for an opaque
-    token.
-
-    A JWT-shaped token whose payload cannot be read, or whose `exp` is not a number, is refused here; one whose
-    `exp` has passed (beyond the allowed clock skew) too.
-    """
-    payload = unverified_payload(token)
-    if payload is None:
-        return None
-    exp = payload.get("exp")
-    if exp is None:
-        return None
-    if isinstance(exp, bool) or not isinstance(exp, int | float):
-        raise InvalidToken("The token's expiry (exp) is not a number.")
-    try:
-        exp = float(exp)
-    except OverflowError:  # an integer beyond any float: no real token expires after the end of time
-        exp = math.inf
-    if not math.isfinite(exp):
-        raise InvalidToken("The token's expiry (exp) is not a usable number.")
-    current = time.time() if now is None else now
-    if exp + CLOCK_SKEW_SECONDS < current:
-        raise InvalidToken(f"The token has expired. {renew}")
-    return exp

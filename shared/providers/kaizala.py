@@ -1,15 +1,16 @@
-"""The Kaizala identity client: asks `GET users/me` who a token belongs to, within one deadline, through the
-hardened upstream client (`shared.upstream`). Every upstream outcome maps to exactly one typed error."""
+"""Kaizala: asks `GET users/me` who a card's token belongs to, within one deadline, through the hardened upstream
+client (`shared.upstream`). Every upstream outcome maps to exactly one typed error."""
 
 import logging
-from typing import Any
+from typing import Any, ClassVar
 
 import requests
 
-from . import untrusted_json
-from .errors import IdentityBadResponse, IdentityUnavailable, InvalidToken, KaizalaThrottled
-from .identity import Identity
-from .upstream import Answer, Upstream
+from .. import request_token, untrusted_json
+from ..errors import IdentityBadResponse, IdentityUnavailable, InvalidToken, KaizalaThrottled
+from ..identity import KAIZALA, Identity, Provider
+from ..upstream import Answer, Upstream
+from .base import IdentityProvider
 
 log = logging.getLogger("kaizala_auth")
 
@@ -17,6 +18,7 @@ MAX_RETRY_AFTER_SECONDS = 300
 REJECTED_STATUSES = frozenset({400, 401, 403})
 IDENTITY_FIELDS = ("id", "name", "phoneNumber", "pictureUrl", "actionPackageId")
 SERVICE = "Kaizala's identity service"
+RENEW = "Get a new one with getIntegerationServiceTokenAsync."
 
 
 class KaizalaClient:
@@ -30,10 +32,29 @@ class KaizalaClient:
         return _identity_from(answer)
 
 
+class Kaizala(IdentityProvider):
+    """A Kaizala card's Integration Service token, checked with Kaizala's users/me at `url`."""
+
+    name: ClassVar[Provider] = KAIZALA
+    service: ClassVar[str] = SERVICE
+    renew: ClassVar[str] = RENEW
+    max_token_length: ClassVar[int] = request_token.MAX_TOKEN_LENGTH
+
+    def __init__(self, url: str, client: KaizalaClient) -> None:
+        self.url = url
+        self.client = client
+
+    def screen(self, token: str) -> None:
+        request_token.check_shape(token, self.max_token_length)
+
+    def verify(self, token: str, deadline: float) -> Identity:
+        return self.client.fetch_identity(token, self.url, deadline)
+
+
 def _identity_from(answer: Answer) -> Identity:
     status, body = answer.status, answer.body
     if status in REJECTED_STATUSES:
-        raise InvalidToken("Kaizala rejected the token. Get a new one with getIntegerationServiceTokenAsync.")
+        raise InvalidToken(f"Kaizala rejected the token. {RENEW}")
     if status == 429:
         raise KaizalaThrottled(retry_after=_retry_after(answer.headers.get("Retry-After")))
     if status >= 500:

@@ -14,11 +14,9 @@ are kept.
 
 import logging
 import math
-import os
 import re
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -26,9 +24,11 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from jwt import PyJWK, PyJWTError
 
-from . import untrusted_json
-from .errors import IdentityBadResponse, InvalidToken, KeyNotYetKnown
-from .upstream import Answer, Upstream
+from .. import untrusted_json
+from ..errors import IdentityBadResponse, InvalidToken, KeyNotYetKnown
+from ..cache.flight import Flight, wait
+from ..forking import reset_in_child
+from ..upstream import Answer, Upstream
 
 log = logging.getLogger("kaizala_auth")
 
@@ -57,18 +57,18 @@ class SigningKeys:
         self._upstream = upstream or Upstream(SERVICE, "entra")
         self._clock = clock
         self._reset()
-        _reset_after_fork(self)
+        reset_in_child(self, SigningKeys._reset)  # a lock held at fork stays held, and its flights never end
 
     def _reset(self) -> None:
         self._lock = threading.Lock()
         self._sets: dict[str, KeySet] = {}
-        self._flights: dict[str, Future[KeySet]] = {}
+        self._flights: Flight[str, KeySet] = Flight()
         self._last_attempt: dict[str, tuple[float, bool]] = {}  # url -> (when, succeeded)
 
     def key(self, url: str, kid: str, deadline: float) -> PyJWK:
         """The key `kid` of the set at `url`. InvalidToken when the set does not hold it; IdentityUnavailable when
         no usable set can be had before `deadline` (a `time.monotonic()` value)."""
-        with self._lock:
+        with self._lock:  # every join happens under it: one decision who fetches, and when
             now = self._clock()
             current = self._sets.get(url)
             usable = current is not None and now < current.usable_until
@@ -76,18 +76,18 @@ class SigningKeys:
                 if now >= current.fresh_until:
                     self._refresh_in_background(url)
                 return current.keys[kid]
-            flight = self._flights.get(url)
             # An unknown kid may refetch a usable set only now and then; a missing set after a failure, soon.
-            leading = flight is None and self._may_fetch(url, now, REFETCH_SECONDS if usable else 0.0)
-            if leading:
-                flight = self._flights[url] = Future()
+            if self._flights.in_flight(url) or self._may_fetch(url, now, REFETCH_SECONDS if usable else 0.0):
+                flight, leading = self._flights.join(url)
+            else:
+                flight, leading = None, False
         if flight is None:
             if usable:  # not in a set fetched moments ago; the next refetch may bring it: refused, not remembered
                 raise KeyNotYetKnown("The token is signed by a key that is not among the tenant's signing keys.")
             raise self._upstream.unavailable(retry_after=math.ceil(FAILED_FETCH_BACKOFF_SECONDS))
         if leading:
             self._fetch(url, flight, deadline)
-        found = _wait(flight, deadline, self._upstream)
+        found = wait(flight, deadline, self._upstream.too_slow)
         if kid not in found.keys:
             raise InvalidToken("The token is signed by a key that is not among the tenant's signing keys.")
         return found.keys[kid]
@@ -103,32 +103,28 @@ class SigningKeys:
 
     def _refresh_in_background(self, url: str) -> None:
         """Under the lock: replace a set past its lifetime on a daemon thread (at most one per url)."""
-        if url in self._flights or not self._may_fetch(url, self._clock(), 0.0):
+        if self._flights.in_flight(url) or not self._may_fetch(url, self._clock(), 0.0):
             return
-        flight: Future[KeySet] = Future()
-        self._flights[url] = flight
+        flight, _leading = self._flights.join(url)
         deadline = time.monotonic() + BACKGROUND_FETCH_SECONDS
         try:
             threading.Thread(target=self._fetch, args=(url, flight, deadline), name="entra-keys", daemon=True).start()
         except RuntimeError:  # no thread could be started: the stale set serves on; the next request tries again
-            del self._flights[url]
+            self._flights.finish(url, flight, error=self._upstream.unavailable())
 
     def _fetch(self, url: str, flight: "Future[KeySet]", deadline: float) -> None:
-        """Outside the lock: fetch, record, then tell every waiter (the flight ends before its result is shown, so
-        nobody joins a finished flight)."""
+        """Outside the lock: fetch, record, then end the flight (which tells every waiter)."""
         try:
             found = self._download(url, deadline)
         except BaseException as exc:  # noqa: BLE001 - every failure reaches the waiters
             with self._lock:
                 self._last_attempt[url] = (self._clock(), False)
-                self._flights.pop(url, None)
-            flight.set_exception(exc)
+            self._flights.finish(url, flight, error=exc)
             return
         with self._lock:
             self._last_attempt[url] = (found.fetched_at, True)
             self._sets[url] = found
-            self._flights.pop(url, None)
-        flight.set_result(found)
+        self._flights.finish(url, flight, found)
 
     def _download(self, url: str, deadline: float) -> KeySet:
         answer = self._upstream.get(url, {"Accept": "application/json"}, deadline)
@@ -182,24 +178,3 @@ def _lifetime(cache_control: str | None) -> float:
     if match is None:
         return DEFAULT_LIFETIME_SECONDS
     return min(max(float(match.group(1)), MIN_LIFETIME_SECONDS), MAX_LIFETIME_SECONDS)
-
-
-def _wait(flight: "Future[KeySet]", deadline: float, upstream: Upstream) -> KeySet:
-    left = deadline - time.monotonic()
-    if left <= 0:
-        raise upstream.too_slow()
-    try:
-        return flight.result(timeout=left)
-    except TimeoutError:
-        raise upstream.too_slow() from None
-
-
-def _reset_after_fork(keys: SigningKeys) -> None:
-    """A lock held by another thread at fork stays held in the child, and its flights never end there."""
-    ref = weakref.ref(keys)
-
-    def in_child() -> None:
-        if (alive := ref()) is not None:
-            alive._reset()
-
-    os.register_at_fork(after_in_child=in_child)

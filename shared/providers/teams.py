@@ -6,16 +6,18 @@ never grants anything: `verify` checks everything, and fails closed at each step
 """
 
 import re
-from typing import Any
+from typing import Any, ClassVar
 
 import jwt
 
-from . import tokens
-from .errors import InvalidToken
-from .identity import Identity
-from .policy import CLIENT_APP_NOT_ALLOWED, TENANT_NOT_ALLOWED, Refused
-from .settings import TeamsSettings
-from .signing_keys import SigningKeys
+from .. import claims as unverified
+from ..errors import InvalidToken
+from ..identity import TEAMS, Identity, Provider
+from ..policy import CLIENT_APP_NOT_ALLOWED, TENANT_NOT_ALLOWED, Refused
+from ..request_token import MAX_ENTRA_TOKEN_LENGTH
+from ..settings import TeamsSettings
+from .base import IdentityProvider
+from .signing_keys import SERVICE, SigningKeys
 
 SCOPE = "access_as_user"
 RENEW = "Get a new one with microsoftTeams.authentication.getAuthToken."
@@ -33,7 +35,7 @@ def entra_issuer(token: str) -> str | None:
     """The token's issuer when it (unverified) names Entra ID: such a token goes to the Teams provider. None for
     any other token (Kaizala's)."""
     try:
-        payload = tokens.unverified_payload(token)
+        payload = unverified.unverified_payload(token)
     except InvalidToken:  # not a readable JWT: not Entra's (Kaizala's checks refuse it as before)
         return None
     issuer = payload.get("iss") if payload is not None else None
@@ -50,6 +52,30 @@ def allowed_tenant(issuer: str, settings: TeamsSettings) -> str:
     if tenant_id not in settings.allowed_tenant_ids:
         raise Refused("Tokens from this Microsoft Entra tenant are not allowed to call this API.", TENANT_NOT_ALLOWED)
     return tenant_id
+
+
+class Teams(IdentityProvider):
+    """A Teams tab's Entra ID access token for the app registration `settings` name, verified here."""
+
+    name: ClassVar[Provider] = TEAMS
+    service: ClassVar[str] = SERVICE
+    renew: ClassVar[str] = RENEW
+    max_token_length: ClassVar[int] = MAX_ENTRA_TOKEN_LENGTH
+
+    def __init__(self, settings: TeamsSettings, verifier: "TeamsVerifier") -> None:
+        self.settings = settings
+        self.verifier = verifier
+
+    def claims(self, token: str) -> bool:
+        return entra_issuer(token) is not None
+
+    def screen(self, token: str) -> None:
+        issuer = entra_issuer(token)
+        if issuer is not None:  # a tenant we never trust: 403 before any key fetch
+            allowed_tenant(issuer, self.settings)
+
+    def verify(self, token: str, deadline: float) -> Identity:
+        return self.verifier.verify(token, self.settings, deadline)
 
 
 class TeamsVerifier:
@@ -83,7 +109,7 @@ def _decode(token: str, key: jwt.PyJWK) -> dict[str, Any]:
             token,
             key=key.key,
             algorithms=["RS256"],
-            leeway=tokens.CLOCK_SKEW_SECONDS,
+            leeway=unverified.CLOCK_SKEW_SECONDS,
             # iss and aud have forms PyJWT cannot express; they are checked in _identity.
             options={"require": ["exp", "nbf", "iss", "aud", "tid", "oid"], "verify_aud": False, "verify_iss": False},
         )
