@@ -6,10 +6,10 @@ from typing import Any
 
 import requests
 
-from . import untrusted_json
 from .errors import IdentityBadResponse, IdentityUnavailable, InvalidToken, KaizalaThrottled
+from .http import untrusted_json
+from .http.upstream import Answer, Upstream
 from .identity import Identity
-from .upstream import Answer, Upstream
 
 log = logging.getLogger("kaizala_auth")
 
