@@ -251,7 +251,7 @@ HOST_SETTINGS = {  # as the other HTTP figures run `python -m devserver`
     "TOKEN_CACHE_SECONDS": str(int(CACHE_SECONDS)),
     "TOKEN_CACHE_LOCAL_SECONDS": "1",  # local copies expire every second: cached users then consult Redis
 }
-BREAKER_OPEN = "failed 3 times in a row"  # the breaker's WARNING (shared/breaker.py)
+BREAKER_OPEN = "failed 3 times in a row"  # the breaker's WARNING (shared/fleet/breaker.py)
 
 
 def _get(session: requests.Session, api: str, token: str) -> int:

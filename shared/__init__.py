@@ -1,10 +1,12 @@
 """Kaizala card authentication for Azure Functions.
 
 A function author needs three names: `protected` (the guard), `Identity` (who called) and `json_response`.
-Each rule lives in one module: settings, tokens (transport and local checks), upstream (the hardened HTTP client,
-under one deadline), kaizala (users/me), untrusted_json, cache (both tiers, single flight, the cap on upstream
-calls), policy (who may call), errors (the typed failures), responses (JSON and error mapping), products; with
-Redis on, fleet, fleet_flight, sealing, breaker and purge; with Teams on, teams and signing_keys.
+Each rule lives in one module: settings (a package: values, kaizala, fleet, teams), tokens (transport and local
+checks), http (upstream: the hardened HTTP client, under one deadline from http.deadline; http.untrusted_json),
+kaizala (users/me), cache (both tiers, single flight, the cap on upstream calls), policy (who may call), errors
+(the typed failures), responses (JSON and error mapping), products; with Redis on, the fleet package (client,
+breaker, sealing, records, lease, purges, composed by FleetCache) and purge; with Teams on, teams and
+signing_keys.
 """
 
 from .auth import authenticate, clear_cache, protected

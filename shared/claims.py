@@ -7,7 +7,7 @@ import math
 import time
 from typing import Any
 
-from . import untrusted_json
+from .http import untrusted_json
 from .errors import InvalidToken
 
 CLOCK_SKEW_SECONDS = 60

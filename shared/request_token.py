@@ -4,8 +4,8 @@ import re
 
 import azure.functions as func
 
-from . import untrusted_json
 from .errors import InvalidRequest, InvalidToken, MissingToken
+from .http import untrusted_json
 
 MAX_TOKEN_LENGTH = 4096
 # An Entra access token grows with its claims: a `groups` claim alone may list 200 object ids (about 8 KB).

@@ -199,7 +199,7 @@ def fleet_bound(result: soak.Result, redis_faults: list[tuple[float, float]]) ->
 
 
 def redis_warnings(output: str) -> list[str]:
-    """The instances' WARNINGs about Redis (shared.breaker: one when it is skipped, one when it answers again)."""
+    """The instances' WARNINGs about Redis (shared.fleet.breaker: one when it is skipped, one when it answers again)."""
     return [line for line in output.splitlines() if "WARNING" in line and "token cache Redis" in line]
 
 

@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from shared.breaker import Breaker
+from shared.fleet.breaker import Breaker
 
 
 class Clock:

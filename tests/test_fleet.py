@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 from shared.fleet import NOTHING, FleetCache, SharedState
+from shared.fleet.sealing import VERSION, Sealer
 from shared.identity import Identity
-from shared.sealing import VERSION, Sealer
 from shared.settings import FleetSettings
 from tests.helpers import make_jwt, secret, wait_for
 from tests.redis_server import OTHER_SECRET, SECRET, RedisServer, require_redis

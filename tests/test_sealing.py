@@ -8,8 +8,8 @@ import time
 from hypothesis import given
 from hypothesis import strategies as st
 
+from shared.fleet.sealing import VERSION, Sealer, TokenKeys
 from shared.identity import Identity
-from shared.sealing import VERSION, Sealer, TokenKeys
 from tests.helpers import make_jwt, secret
 from tests.redis_server import OTHER_SECRET, SECRET
 

@@ -332,7 +332,7 @@ class IdentityCache:
 
         if fleet is None or call.deadline - time.monotonic() < 2 * fleet.timeout:
             return verify(call.deadline), None  # no Redis, or no time for it as well: as without it
-        from ..fleet_flight import resolve  # noqa: PLC0415 - only with Redis, like shared.fleet itself
+        from ..fleet.lease import resolve  # noqa: PLC0415 - only with Redis, like shared.fleet itself
 
         now = self._timer()
         with self._lock:

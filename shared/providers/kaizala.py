@@ -6,10 +6,11 @@ from typing import Any, ClassVar
 
 import requests
 
-from .. import request_token, untrusted_json
+from .. import request_token
 from ..errors import IdentityBadResponse, IdentityUnavailable, InvalidToken, KaizalaThrottled
+from ..http import untrusted_json
+from ..http.upstream import Answer, Upstream
 from ..identity import KAIZALA, Identity, Provider
-from ..upstream import Answer, Upstream
 from .base import IdentityProvider
 
 log = logging.getLogger("kaizala_auth")

@@ -24,11 +24,11 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from jwt import PyJWK, PyJWTError
 
-from .. import untrusted_json
-from ..errors import IdentityBadResponse, InvalidToken, KeyNotYetKnown
 from ..cache.flight import Flight, wait
+from ..errors import IdentityBadResponse, InvalidToken, KeyNotYetKnown
 from ..forking import reset_in_child
-from ..upstream import Answer, Upstream
+from ..http import untrusted_json
+from ..http.upstream import Answer, Upstream
 
 log = logging.getLogger("kaizala_auth")
 

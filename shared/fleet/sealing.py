@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from .identity import KAIZALA, TEAMS, Identity, Provider
+from ..identity import KAIZALA, TEAMS, Identity, Provider
 
 VERSION = 2  # 2: identities name their provider (Kaizala or Teams); a version-1 value is a miss
 _NONCE_BYTES = 12

@@ -19,8 +19,8 @@ from requests.structures import CaseInsensitiveDict
 from urllib3.exceptions import HTTPError, MaxRetryError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
+from ..errors import ApiError, IdentityUnavailable
 from .deadline import DeadlineAdapter, DeadlinePassed, DeadlineTimeout, cut_at
-from .errors import ApiError, IdentityUnavailable
 
 log = logging.getLogger("kaizala_auth")
 

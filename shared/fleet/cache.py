@@ -1,0 +1,154 @@
+"""`FleetCache`: the fleet cache's Redis side, one object composed of the connection (`client`), the names and
+values (`records`), the leases (`lease`) and the purges (`purges`). Its own job is sharing identities, rejections
+and the throttle; everything else it hands to the part that does it."""
+
+import threading
+import time
+
+from ..identity import Identity
+from ..settings import FleetSettings
+from .breaker import Breaker
+from .client import RedisClient
+from .lease import Leases
+from .purges import OnPurge, Purges
+from .records import INDEX_MILLISECONDS, MAX_REJECTION_SECONDS, MAX_THROTTLE_SECONDS, NOTHING, Records, SharedState
+from .sealing import Sealer, TokenKeys
+
+
+class FleetCache:
+    def __init__(
+        self,
+        url: str,
+        secret: bytes,
+        *,
+        timeout_ms: int = 100,
+        max_connections: int = 64,
+        failures_to_open: int = 3,
+        open_seconds: float = 5.0,
+    ) -> None:
+        self._sealer = Sealer(secret)
+        client = RedisClient(
+            url,
+            timeout_ms=timeout_ms,
+            max_connections=max_connections,
+            failures_to_open=failures_to_open,
+            open_seconds=open_seconds,
+        )
+        self.where = client.where  # for logs: the URL itself holds the access key
+        self.timeout = client.timeout
+        self.breaker: Breaker = client.breaker
+        self._client = client
+        self._redis = client.redis
+        self._records = Records(self._sealer)
+        self._leases = Leases(client, self._records)
+        self._purges = Purges(client, self._records)
+
+    @classmethod
+    def from_settings(cls, settings: FleetSettings) -> "FleetCache | None":
+        """The fleet cache the settings ask for; None when TOKEN_CACHE_REDIS_URL is unset."""
+        if settings.redis_url is None or settings.redis_secret is None:
+            return None
+        return cls(settings.redis_url, settings.redis_secret, timeout_ms=settings.redis_timeout_ms)
+
+    @property
+    def subscribed(self) -> threading.Event:
+        """Set while the purge subscription is live (tests wait on it)."""
+        return self._purges.subscribed
+
+    # --- identities, rejections, the throttle ------------------------------------------------------------------
+
+    def lookup(self, token: str) -> SharedState:
+        """The token's shared identity or rejection (they share one key): one GET, the cheapest round trip.
+        NOTHING when Redis fails or is skipped. The fleet's throttle is read where it matters, before anyone
+        calls Kaizala (`try_lead`, `await_result`)."""
+        self._purges.ensure_listener()
+        keys = self._records.keys(token)
+        value = self._client.call(lambda: self._redis.get(self._entry_key(keys)))
+        return NOTHING if value is None else self._records.state(keys, [value, None])
+
+    def store(self, token: str, identity: Identity, expires_at: float) -> None:
+        """Share an identity until `expires_at`, list it in its user's purge index, and end our lease if any."""
+        records = self._records
+        keys = records.keys(token)
+        milliseconds = int((expires_at - time.time()) * 1000)
+        if milliseconds <= 0:  # nothing to share (caching off, or the token expires now): still end our lease
+            self.release(token)
+            return
+
+        def write() -> None:
+            value = records.identity(keys, identity, expires_at)
+            index = records.index_key(records.user_tag(identity.id))
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.set(self._entry_key(keys), value, px=milliseconds)
+            pipe.sadd(index, keys.name)
+            pipe.pexpire(index, INDEX_MILLISECONDS)
+            self._leases.release_in(pipe, keys)  # after the result, so a waiter never sees neither
+            pipe.execute()
+
+        self._client.call(write)
+
+    def store_rejection(self, token: str, until: float) -> None:
+        """Share Kaizala's rejection of `token` until `until` (at most MAX_REJECTION_SECONDS), drop its shared
+        identity (a refresh found it revoked: no instance may keep serving it), and end our lease."""
+        keys = self._records.keys(token)
+        milliseconds = int((min(until, time.time() + MAX_REJECTION_SECONDS) - time.time()) * 1000)
+        if milliseconds <= 0:
+            self.release(token)
+            return
+        value = self._records.rejection(keys, until)
+
+        def write() -> None:
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.set(self._entry_key(keys), value, px=milliseconds)  # replaces the identity: a rejection is newer
+            self._leases.release_in(pipe, keys)
+            pipe.execute()
+
+        self._client.call(write)
+
+    def throttle(self, until: float) -> None:
+        """Tell every instance to send nothing to Kaizala until `until` (its 429 Retry-After)."""
+        milliseconds = int((min(until, time.time() + MAX_THROTTLE_SECONDS) - time.time()) * 1000)
+        if milliseconds <= 0:
+            return
+        value = self._records.throttle(until)
+        name = self._records.throttle_keys.name
+        self._client.call(lambda: self._redis.set(name, value, px=milliseconds))
+
+    # --- fleet-wide single flight (shared.fleet.lease) ---------------------------------------------------------
+
+    def try_lead(self, token: str, lease_seconds: float) -> tuple[bool, SharedState]:
+        """Take the fleet's lease for `token`, reading what the fleet knows about it (`Leases.try_lead`)."""
+        return self._leases.try_lead(token, lease_seconds)
+
+    def release(self, token: str) -> None:
+        """Give the lease back without a result (the call failed): a waiter then leads instead of waiting."""
+        self._leases.release(token)
+
+    def await_result(self, token: str, deadline: float) -> SharedState:
+        """Wait for the leader's result, at most until `deadline` (monotonic) (`Leases.await_result`)."""
+        return self._leases.await_result(token, deadline)
+
+    # --- purges (shared.fleet.purges) --------------------------------------------------------------------------
+
+    def purge_user(self, user_id: str) -> int | None:
+        """Delete the user's shared entries and tell every instance; the number deleted, None if Redis failed."""
+        return self._purges.purge_user(user_id)
+
+    def purge_all(self) -> int | None:
+        """Delete every shared identity of this deployment and tell every instance; None if Redis failed."""
+        return self._purges.purge_all()
+
+    def subscribe(self, on_purge: OnPurge) -> None:
+        """Call `on_purge(user_tag)` (or `on_purge(None)`: forget everything) whenever a purge is published."""
+        self._purges.subscribe(on_purge)
+
+    def user_tag(self, user_id: str) -> str:
+        """The tag `on_purge` receives for `user_id`: compare it with the tags of locally cached identities."""
+        return self._purges.user_tag(user_id)
+
+    def close(self) -> None:
+        self._purges.close()
+        self._client.close()
+
+    def _entry_key(self, keys: TokenKeys) -> str:
+        return self._records.entry_key(keys.name)

@@ -1,0 +1,167 @@
+"""Purges: delete a user's shared identities (or all of this deployment's) and tell every instance, and the
+listener thread through which this instance hears of purges and drops its in-process copies.
+
+A purge names a user by tag (HMAC of the user id under the deployment's secret): the purge index in Redis and the
+message on the channel never hold a user id.
+"""
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+
+import redis
+
+from .client import RedisClient, reset_in_forked_child
+from .records import Records
+
+log = logging.getLogger("kaizala_auth")
+
+OnPurge = Callable[[str | None], None]
+ALL = "*"  # the message of `purge_all`: forget everything
+
+
+class Purges:
+    def __init__(self, client: RedisClient, records: Records) -> None:
+        self._client = client
+        self._records = records
+        self._on_purge: tuple[OnPurge, ...] = ()  # one per in-process cache (Kaizala's, Teams')
+        self._lock = threading.Lock()
+        self._listener: threading.Thread | None = None
+        self._listener_pid = 0
+        self._stop = threading.Event()
+        self.subscribed = threading.Event()  # set while the purge subscription is live (tests wait on it)
+        reset_in_forked_child(self)
+
+    def purge_user(self, user_id: str) -> int | None:
+        """Delete the user's shared entries and tell every instance; the number deleted, None if Redis failed.
+        Kaizala ids are matched as written; Teams object ids are cached lower-cased, so the lower-case form of
+        `user_id` is purged too (a GUID copied from a portal may be in capitals)."""
+        records = self._records
+        tags = [records.user_tag(variant) for variant in dict.fromkeys((user_id, user_id.lower()))]
+
+        def purge() -> int:
+            deleted = 0
+            for tag in tags:
+                index = records.index_key(tag)
+                names: set[bytes] = self._client.redis.smembers(index)  # type: ignore[assignment]  # sync client
+                pipe = self._client.redis.pipeline(transaction=False)
+                for name in names:
+                    pipe.delete(records.entry_key(name.decode()))
+                pipe.delete(index)
+                pipe.publish(records.channel, tag)
+                deleted += sum(pipe.execute()[: len(names)])
+            return deleted
+
+        return self._client.call(purge)
+
+    def purge_all(self) -> int | None:
+        """Delete every shared identity of this deployment and tell every instance; None if Redis failed."""
+        records = self._records
+
+        def purge() -> int:
+            deleted = 0
+            # Entries are counted; the purge indexes that listed them are deleted too, uncounted.
+            for pattern, count in ((records.entry_key("*"), True), (records.index_key("*"), False)):
+                batch: list[bytes] = []
+                for key in self._client.redis.scan_iter(match=pattern, count=1000):
+                    batch.append(key)
+                    if len(batch) == 500:
+                        deleted += self._delete(batch, count=count)
+                        batch = []
+                deleted += self._delete(batch, count=count)
+            self._client.redis.publish(records.channel, ALL)
+            return deleted
+
+        return self._client.call(purge)
+
+    def subscribe(self, on_purge: OnPurge) -> None:
+        """Call `on_purge(user_tag)` (or `on_purge(None)`: forget everything) from a daemon thread whenever a purge
+        is published. After a lost subscription it also calls `on_purge(None)`: purges may have been missed."""
+        self._on_purge = (*self._on_purge, on_purge)
+        self.ensure_listener()
+
+    def user_tag(self, user_id: str) -> str:
+        """The tag `on_purge` receives for `user_id`: compare it with the tags of locally cached identities."""
+        return self._records.user_tag(user_id)
+
+    def ensure_listener(self) -> None:
+        """Start the listener thread if there is a subscriber and this process has none (a forked child starts
+        its own)."""
+        if not self._on_purge or self._stop.is_set() or self._listener_pid == os.getpid():
+            return
+        with self._lock:
+            if self._listener_pid == os.getpid():
+                return
+            self._listener_pid = os.getpid()
+            self._listener = threading.Thread(target=self._listen, name="kaizala-purge-listener", daemon=True)
+            self._listener.start()
+
+    def close(self) -> None:
+        """Stop the listener (waiting for it a little)."""
+        self._stop.set()
+        listener = self._listener
+        if listener is not None and listener.is_alive() and listener is not threading.current_thread():
+            listener.join(timeout=2)
+
+    def _delete(self, keys: list[bytes], *, count: bool) -> int:
+        if not keys:
+            return 0
+        pipe = self._client.redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.delete(key)
+        deleted = sum(pipe.execute())
+        return deleted if count else 0
+
+    def _listen(self) -> None:
+        # Its own connection: a subscribed connection can do nothing else, and waits longer than one operation.
+        # A PING every few seconds of silence: a connection that died without a word (a network cut, a failover)
+        # is noticed and replaced instead of waiting forever for purges that can no longer arrive.
+        subscriber = self._client.connect(max(self._client.timeout, 1.0), 2, health_check_seconds=5)
+        pause, lost = 0.1, False
+        while not self._stop.is_set():
+            try:
+                with subscriber.pubsub() as pubsub:  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+                    pubsub.subscribe(self._records.channel)
+                    self._await_confirmation(pubsub)
+                    pause = 0.1
+                    if lost:
+                        self._deliver(None)  # purges published while we were cut off are lost: forget everything
+                    lost = True
+                    while not self._stop.is_set():
+                        message = pubsub.get_message(ignore_subscribe_messages=True, timeout=0.25)
+                        if message is not None and message.get("type") == "message":
+                            data = bytes(message["data"]).decode(errors="replace")
+                            self._deliver(None if data == ALL else data)
+            except Exception as error:  # noqa: BLE001 - reconnect, whatever broke
+                log.debug("purge subscription to %s lost: %s", self._client.where, type(error).__name__)
+            finally:
+                self.subscribed.clear()
+            self._stop.wait(pause)
+            pause = min(pause * 2, 2.0)
+        subscriber.connection_pool.disconnect()
+
+    def _await_confirmation(self, pubsub: "redis.client.PubSub") -> None:
+        give_up = time.monotonic() + 2.0
+        while time.monotonic() < give_up:
+            message = pubsub.get_message(timeout=0.25)
+            if message is not None and message.get("type") == "subscribe":
+                self.subscribed.set()
+                return
+        raise TimeoutError("no subscribe confirmation")
+
+    def _deliver(self, tag: str | None) -> None:
+        for callback in self._on_purge:
+            try:
+                callback(tag)
+            except Exception:
+                log.exception("on_purge failed")
+
+    def after_fork_in_child(self) -> None:
+        # The listener thread does not exist in the child: the next lookup or subscribe starts one there.
+        self._lock = threading.Lock()
+        self._listener = None
+        self._listener_pid = 0
+        self._stop = threading.Event()
+        self.subscribed = threading.Event()

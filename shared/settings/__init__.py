@@ -1,0 +1,171 @@
+"""Every app setting, parsed and checked in this one package.
+
+Settings are read from the environment on each call, so a test (or an operator changing app settings) takes
+effect without re-importing anything; parsing only happens when the raw values change. The parts: `values` (the
+small parsers, and SettingsError), `kaizala` (cards, users/me, limits), `fleet` (the fleet cache on Redis) and
+`teams` (Teams tabs, Entra ID single sign-on).
+"""
+
+import functools
+import os
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .fleet import FleetSettings, fleet_settings, redis_secret, redis_url
+from .kaizala import (
+    ANY_ACTION_PACKAGE,
+    DEFAULT_IDENTITY_URL,
+    TOKEN_LIFETIME_SECONDS,
+    card_list,
+    default_max_concurrent_calls,
+    identity_url,
+)
+from .teams import DEFAULT_TEAMS_AUTHORITY, TEAMS_CLIENT_APP_IDS, TeamsSettings, teams_settings
+from .values import SettingsError, flag, number, optional_list
+
+__all__ = [
+    "Settings",
+    "OneSnapshotPerRequest",
+    "current_settings",
+    "SETTING_NAMES",
+    "WORKER_POOL_SETTING",
+    "SettingsError",
+    "BUNDLED_PRODUCTS_FILE",
+    "ANY_ACTION_PACKAGE",
+    "DEFAULT_IDENTITY_URL",
+    "TOKEN_LIFETIME_SECONDS",
+    "default_max_concurrent_calls",
+    "FleetSettings",
+    "fleet_settings",
+    "redis_secret",
+    "redis_url",
+    "DEFAULT_TEAMS_AUTHORITY",
+    "TEAMS_CLIENT_APP_IDS",
+    "TeamsSettings",
+    "teams_settings",
+]
+
+BUNDLED_PRODUCTS_FILE = Path(__file__).parent.with_name("products.json")
+
+SETTING_NAMES = (
+    # Kaizala, the in-process cache, the catalog
+    "KAIZALA_IDENTITY_URL",
+    "KAIZALA_ALLOWED_ACTION_PACKAGE_IDS",
+    "KAIZALA_ALLOWED_USER_IDS",
+    "KAIZALA_BLOCKED_USER_IDS",
+    "KAIZALA_TIMEOUT_SECONDS",
+    "KAIZALA_MAX_CONCURRENT_CALLS",
+    "TOKEN_CACHE_SECONDS",
+    "TOKEN_CACHE_MAX_ENTRIES",
+    "TOKEN_REFRESH_AHEAD",
+    "PRODUCTS_FILE",
+    # the fleet cache on Redis
+    "TOKEN_CACHE_REDIS_URL",
+    "TOKEN_CACHE_REDIS_SECRET",
+    "TOKEN_CACHE_REDIS_TIMEOUT_MS",
+    "TOKEN_CACHE_LOCAL_SECONDS",
+    # Microsoft Teams tabs (Entra ID single sign-on)
+    "TEAMS_CLIENT_ID",
+    "TEAMS_APPLICATION_ID_URI",
+    "TEAMS_ALLOWED_TENANT_IDS",
+    "TEAMS_ALLOWED_CLIENT_APP_IDS",
+    "TEAMS_AUTHORITY",
+    "TEAMS_ALLOWED_USER_IDS",
+    "TEAMS_BLOCKED_USER_IDS",
+)
+# Not ours, but it sizes a default: the Python worker's thread pool for sync functions.
+WORKER_POOL_SETTING = "PYTHON_THREADPOOL_THREAD_COUNT"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    identity_url: str
+    allowed_action_package_ids: frozenset[str]
+    allowed_user_ids: frozenset[str]
+    blocked_user_ids: frozenset[str]
+    timeout_seconds: float  # the whole validation: connects, retries, headers and body
+    max_concurrent_calls: int
+    cache_seconds: int
+    cache_max_entries: int
+    refresh_ahead: bool
+    products_file: Path
+    fleet: FleetSettings = field(default_factory=FleetSettings)
+    teams: TeamsSettings | None = None  # None: Teams is off and every token goes to Kaizala
+
+
+class OneSnapshotPerRequest:
+    """`with OneSnapshotPerRequest():` the first `current_settings()` inside is the one every later call returns.
+
+    One request then sees one set of settings, and the environment is read once per request rather than once per
+    module that needs a setting.
+    """
+
+    __slots__ = ("_token", "settings")
+
+    def __init__(self) -> None:
+        self.settings: Settings | None = None
+
+    def __enter__(self) -> None:
+        self._token = _request.set(self)
+
+    def __exit__(self, *_exc: object) -> None:
+        _request.reset(self._token)
+
+
+_request: ContextVar[OneSnapshotPerRequest | None] = ContextVar("settings_request", default=None)
+
+
+def current_settings() -> Settings:
+    """The settings in force now; raises SettingsError when one is missing or malformed (fail closed)."""
+    request = _request.get()
+    if request is not None and request.settings is not None:
+        return request.settings
+    settings = _parse(tuple(os.environ.get(name) for name in (*SETTING_NAMES, WORKER_POOL_SETTING)))
+    if request is not None:
+        request.settings = settings
+    return settings
+
+
+@functools.lru_cache(maxsize=8)
+def _parse(raw: tuple[str | None, ...]) -> Settings:
+    values = dict(zip((*SETTING_NAMES, WORKER_POOL_SETTING), raw, strict=True))
+    return Settings(
+        identity_url=identity_url(values["KAIZALA_IDENTITY_URL"]),
+        allowed_action_package_ids=card_list(values["KAIZALA_ALLOWED_ACTION_PACKAGE_IDS"]),
+        allowed_user_ids=optional_list("KAIZALA_ALLOWED_USER_IDS", values["KAIZALA_ALLOWED_USER_IDS"]),
+        blocked_user_ids=optional_list("KAIZALA_BLOCKED_USER_IDS", values["KAIZALA_BLOCKED_USER_IDS"]),
+        timeout_seconds=number(
+            "KAIZALA_TIMEOUT_SECONDS", values["KAIZALA_TIMEOUT_SECONDS"], default=5.0, low=0.05, high=60.0
+        ),
+        max_concurrent_calls=int(
+            number(
+                "KAIZALA_MAX_CONCURRENT_CALLS",
+                values["KAIZALA_MAX_CONCURRENT_CALLS"],
+                default=default_max_concurrent_calls(values[WORKER_POOL_SETTING]),
+                low=1,
+                high=1000,
+                whole=True,
+            )
+        ),
+        cache_seconds=min(
+            int(number("TOKEN_CACHE_SECONDS", values["TOKEN_CACHE_SECONDS"], default=300, low=0, whole=True)),
+            TOKEN_LIFETIME_SECONDS,
+        ),
+        cache_max_entries=int(
+            number(
+                "TOKEN_CACHE_MAX_ENTRIES",
+                values["TOKEN_CACHE_MAX_ENTRIES"],
+                default=10_000,
+                low=1,
+                high=10_000_000,
+                whole=True,
+            )
+        ),
+        refresh_ahead=flag("TOKEN_REFRESH_AHEAD", values["TOKEN_REFRESH_AHEAD"], default=True),
+        products_file=Path(values["PRODUCTS_FILE"].strip())
+        if values["PRODUCTS_FILE"] and values["PRODUCTS_FILE"].strip()
+        else BUNDLED_PRODUCTS_FILE,
+        fleet=fleet_settings(values),
+        teams=teams_settings(values),
+    )

@@ -1,0 +1,89 @@
+"""The fleet cache's settings: where Redis is, the deployment's sealing secret, and the cache's timings."""
+
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from .kaizala import TOKEN_LIFETIME_SECONDS
+from .values import SettingsError, is_loopback, number
+
+MIN_REDIS_SECRET_CHARS = 32
+
+
+@dataclass(frozen=True, slots=True)
+class FleetSettings:
+    """The fleet cache on Redis; off when `redis_url` is None. The URL (access key) and secret stay out of repr."""
+
+    redis_url: str | None = field(default=None, repr=False)
+    redis_secret: bytes | None = field(default=None, repr=False)
+    redis_timeout_ms: int = 100
+    local_cache_seconds: int = 30
+
+
+def fleet_settings(values: dict[str, str | None]) -> FleetSettings:
+    """Also used alone by `python -m shared.purge`, which needs no Kaizala setting."""
+    url = redis_url(values.get("TOKEN_CACHE_REDIS_URL"))
+    return FleetSettings(
+        redis_url=url,
+        redis_secret=redis_secret(values.get("TOKEN_CACHE_REDIS_SECRET"), required=url is not None),
+        redis_timeout_ms=int(
+            number(
+                "TOKEN_CACHE_REDIS_TIMEOUT_MS",
+                values.get("TOKEN_CACHE_REDIS_TIMEOUT_MS"),
+                default=100,
+                low=5,
+                high=5000,
+                whole=True,
+            )
+        ),
+        local_cache_seconds=int(
+            number(
+                "TOKEN_CACHE_LOCAL_SECONDS",
+                values.get("TOKEN_CACHE_LOCAL_SECONDS"),
+                default=30,
+                low=0,
+                high=TOKEN_LIFETIME_SECONDS,
+                whole=True,
+            )
+        ),
+    )
+
+
+def redis_url(raw: str | None) -> str | None:
+    """None (off) when empty. Problems are named without echoing the value: it holds the access key."""
+    url = (raw or "").strip()
+    if not url:
+        return None
+    shape = "must look like rediss://:<URL-encoded access key>@<host>:6380/0"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise SettingsError("TOKEN_CACHE_REDIS_URL", shape) from None
+    if parts.scheme not in ("rediss", "redis") or not parts.hostname or parts.query or parts.fragment:
+        raise SettingsError("TOKEN_CACHE_REDIS_URL", shape)
+    # Identities and the access key cross this connection: plain redis:// only to a server on this machine.
+    if parts.scheme == "redis" and not is_loopback(parts.hostname):
+        raise SettingsError("TOKEN_CACHE_REDIS_URL", "must use rediss:// (redis:// is allowed only for localhost)")
+    if parts.path not in ("", "/") and not parts.path[1:].isdigit():
+        raise SettingsError("TOKEN_CACHE_REDIS_URL", f"{shape} (the path is a database number)")
+    del port  # parsed only to refuse a malformed one
+    return url
+
+
+def redis_secret(raw: str | None, *, required: bool) -> bytes | None:
+    """The deployment's sealing secret: without it, anyone able to write to Redis could seal a made-up identity
+    under a made-up token, and anyone able to read it could test guessed user ids against the purge index."""
+    value = (raw or "").strip()
+    if not value:
+        if required:
+            raise SettingsError(
+                "TOKEN_CACHE_REDIS_SECRET",
+                "is not set: TOKEN_CACHE_REDIS_URL needs it (a random string of at least "
+                f"{MIN_REDIS_SECRET_CHARS} characters, e.g. `openssl rand -base64 32`, the same on every instance)",
+            )
+        return None
+    if len(value) < MIN_REDIS_SECRET_CHARS or not value.isascii():
+        raise SettingsError(
+            "TOKEN_CACHE_REDIS_SECRET", f"must be at least {MIN_REDIS_SECRET_CHARS} ASCII characters (got fewer)"
+        )
+    return value.encode()
