@@ -54,7 +54,7 @@ class Instance:
     def __init__(self, kaizala: str, redis_url: str | None = None, *, local_seconds: float = 30) -> None:
         from shared.cache import IdentityCache
         from shared.fleet import FleetCache
-        from shared.kaizala import KaizalaClient
+        from shared.providers.kaizala import KaizalaClient
 
         self.fleet = FleetCache(redis_url, SECRET.encode()) if redis_url else None
         self.cache = IdentityCache()
@@ -170,7 +170,7 @@ def redis_hit_cost(kaizala: str, redis_url: str, rounds: int = 1200, batch: int 
     import redis
 
     import ValidateToken
-    from shared import auth
+    from shared.authenticator import root
     from shared.settings import FleetSettings
 
     settings = {
@@ -221,7 +221,7 @@ def redis_hit_cost(kaizala: str, redis_url: str, rounds: int = 1200, batch: int 
                     fleet._redis.get(entry_key)
                     ping.append(clock() - began)
                 for _ in range(batch):
-                    auth.clear_cache()  # untimed: the next request misses in process and reads Redis
+                    root().clear()  # untimed: the next request misses in process and reads Redis
                     began = clock()
                     statuses.add(ValidateToken.main(carrying).status_code)
                     served.append(clock() - began)

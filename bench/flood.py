@@ -26,7 +26,7 @@ def main() -> None:
     import azure.functions as func
 
     import ValidateToken
-    from shared import auth
+    from shared.authenticator import root
 
     def call(_: int) -> int:
         token = secrets.token_urlsafe(32)  # opaque, well formed: only Kaizala can say no
@@ -44,8 +44,8 @@ def main() -> None:
             {
                 "requests": count,
                 "rejected": rejected,
-                **auth.cache.counts(),
-                "max_entries": auth.cache.maxsize,
+                **root().cache("kaizala").counts(),
+                "max_entries": root().cache("kaizala").maxsize,
                 "baseline_kib": baseline,
                 "peak_kib": rss_kib("VmHWM"),
             }

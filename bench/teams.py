@@ -52,7 +52,7 @@ def teams_figures(rounds: int = 2000, batch: int = 5) -> list[FleetRow]:
         }
         with app_settings(**settings), requests.Session() as session:
             import ValidateToken
-            from shared import auth
+            from shared.authenticator import root
 
             teams_token = _teams_token(base, session)
             (kaizala_token,) = mint(base)
@@ -73,7 +73,7 @@ def teams_figures(rounds: int = 2000, batch: int = 5) -> list[FleetRow]:
                             ValidateToken.main(req)
                             samples.append(clock() - began)
                     for _ in range(batch):
-                        auth.teams_cache.clear()  # untimed: the token is verified again; the signing keys stay
+                        root().cache("teams").clear()  # untimed: the token is verified again; the signing keys stay
                         began = clock()
                         statuses.add(ValidateToken.main(teams).status_code)
                         uncached_teams.append(clock() - began)
@@ -90,9 +90,9 @@ def teams_figures(rounds: int = 2000, batch: int = 5) -> list[FleetRow]:
             seconds = time.monotonic() - began_burst
             fetches = _key_fetches(base) - before
             auth._teams_verifier = None  # the next run starts without keys
-            auth.clear_cache()
+            root().clear()
 
-    from shared.signing_keys import REFETCH_SECONDS
+    from shared.providers.signing_keys import REFETCH_SECONDS
 
     f, t, k, u = (statistics.median(values) * 1e6 for values in (floor, cached_teams, cached_kaizala, uncached_teams))
     bound = 1 + math.floor(seconds / REFETCH_SECONDS)

@@ -1,16 +1,23 @@
-"""Kaizala card authentication for Azure Functions.
+"""Kaizala card (and Teams tab) authentication for Azure Functions.
 
 A function author needs three names: `protected` (the guard), `Identity` (who called) and `json_response`.
-Each rule lives in one module: settings (a package: values, kaizala, fleet, teams), tokens (transport and local
-checks), http (upstream: the hardened HTTP client, under one deadline from http.deadline; http.untrusted_json),
-kaizala (users/me), cache (both tiers, single flight, the cap on upstream calls), policy (who may call), errors
-(the typed failures), responses (JSON and error mapping), products; with Redis on, the fleet package (client,
-breaker, sealing, records, lease, purges, composed by FleetCache) and purge; with Teams on, teams and
-signing_keys.
+Each rule lives in one obvious place:
+
+- guard (the decorator, failures to answers), authenticator (the checks in order; the composition root),
+  request_token (where a token comes from, its shape), claims (what a JWT says about itself, unverified),
+  policy (who may call), identity, errors (every typed failure and its message), responses, products.
+- settings/ (every app setting: values, kaizala, fleet, teams).
+- providers/ (who checks a token: base, kaizala, teams, signing_keys).
+- http/ (upstream: the hardened client under one deadline; deadline; untrusted_json).
+- cache/ (entry: lifetime rules; flight: single flight; admission: the slots and the line; identity_cache).
+- fleet/ with Redis on (client, breaker, sealing, records, lease, purges, composed by FleetCache), and purge
+  (`python -m shared.purge`).
+- forking (what a forked child starts afresh).
 """
 
-from .auth import authenticate, clear_cache, protected
+from .authenticator import authenticate, clear_cache
 from .errors import ApiError
+from .guard import protected
 from .identity import Identity
 from .responses import NO_STORE, json_response, not_modified, raw_json_response
 

@@ -7,10 +7,12 @@ import math
 import time
 from typing import Any
 
-from .http import untrusted_json
 from .errors import InvalidToken
+from .http import untrusted_json
 
 CLOCK_SKEW_SECONDS = 60
+
+
 def unverified_payload(token: str) -> dict[str, Any] | None:
     """A JWT's payload, read without verifying anything. None for a token that is not JWT-shaped (an opaque one);
     InvalidToken for a JWT-shaped token whose payload is not a readable JSON object."""

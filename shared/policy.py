@@ -62,11 +62,5 @@ def _teams_refusal(identity: Identity, settings: Settings) -> Refused | None:
     return None
 
 
-def authorize(identity: Identity, settings: Settings) -> None:
-    refused = refusal(identity, settings)
-    if refused is not None:
-        raise refused
-
-
 def allows(identity: Identity, settings: Settings) -> bool:
     return refusal(identity, settings) is None

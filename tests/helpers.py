@@ -10,9 +10,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import azure.functions as func
+
+if TYPE_CHECKING:
+    from shared.cache.identity_cache import IdentityCache
 
 # Every token and phone number a test creates: the log fixture fails a test whose logs contain any of them.
 SECRETS: set[str] = set()
@@ -186,3 +189,66 @@ def _register_demo_phone_numbers() -> None:
 
 
 _register_demo_phone_numbers()
+
+
+def new_cache(timer: Callable[[], float] | None = None, max_calls: int = 8) -> "IdentityCache":
+    """An identity cache of its own (its own slots), for tests that drive the cache directly."""
+    from shared.cache.admission import Admission
+    from shared.cache.identity_cache import IdentityCache
+
+    return IdentityCache(ScriptedProvider(lambda _deadline: _no_fetch()), Admission(max_calls), timer=timer)
+
+
+def _no_fetch() -> Any:
+    raise AssertionError("lookup() sets the fetch")
+
+
+def lookup(
+    cache: "IdentityCache",
+    fetch: Callable[[float], Any],
+    *,
+    token: str = "k",
+    seconds: float = 300,
+    timeout: float = 2.0,
+    max_calls: int | None = None,
+    refresh_ahead: bool = True,
+    local_seconds: float = float("inf"),
+    not_after: Callable[[], float | None] | None = None,
+) -> tuple[Any, str]:
+    """`cache.get` with the settings a request would bring (as the composition root applies them)."""
+    from shared.cache.entry import Lifetimes
+
+    cache.provider = ScriptedProvider(fetch, not_after)
+    cache.lifetimes = Lifetimes(seconds=seconds, local_seconds=local_seconds, refresh_ahead=refresh_ahead)
+    cache.call_seconds = timeout
+    if max_calls is not None:
+        cache.admission.resize(max_calls)
+    return cache.get(token, time.monotonic() + timeout)
+
+
+def _scripted_provider() -> type:
+    from shared.identity import KAIZALA
+    from shared.providers.base import IdentityProvider
+
+    class Scripted(IdentityProvider):
+        """A provider whose answers a test scripts: `fetch(deadline)` for verify, `not_after()` for exp."""
+
+        name = KAIZALA
+        service = "Kaizala's identity service"
+        renew = "Get a new one."
+        max_token_length = 4096
+
+        def __init__(self, fetch: Callable[[float], Any], not_after: Callable[[], float | None] | None = None):
+            self.fetch = fetch
+            self.not_after = not_after
+
+        def expiry(self, token: str) -> float | None:
+            return self.not_after() if self.not_after is not None else None
+
+        def verify(self, token: str, deadline: float) -> Any:
+            return self.fetch(deadline)
+
+    return Scripted
+
+
+ScriptedProvider = _scripted_provider()

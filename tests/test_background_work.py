@@ -18,10 +18,10 @@ import pytest
 
 import ValidateToken
 from devserver.launch import ROOT
-from shared import auth
-from shared.cache import MAX_REFRESHES, IdentityCache
+from shared.authenticator import root
+from shared.cache.identity_cache import MAX_REFRESHES
 from shared.identity import Identity
-from tests.helpers import Reply, identity_payload, json_of, make_jwt, request, upstream_server
+from tests.helpers import Reply, identity_payload, json_of, lookup, make_jwt, new_cache, request, upstream_server
 
 UPSTREAM_SECONDS = 0.2
 
@@ -84,7 +84,7 @@ def test_a_request_never_waits_behind_other_tokens_refreshes(monkeypatch, wall_c
 
 def test_a_miss_racing_with_its_leaders_completion_makes_no_second_call() -> None:
     """The follower reaches its locked section just after the leader stored the identity and left."""
-    cache = IdentityCache()
+    cache = new_cache()
     calls: list[float] = []
     leader_done = threading.Event()
 
@@ -94,7 +94,7 @@ def test_a_miss_racing_with_its_leaders_completion_makes_no_second_call() -> Non
         return Identity("u", "U", None, None, "card")
 
     def leader() -> None:
-        cache.get("k", fetch, seconds=100, timeout=2, max_calls=4)
+        lookup(cache, fetch, seconds=100, max_calls=4)
         leader_done.set()
 
     def not_after_once_the_leader_is_done() -> float | None:
@@ -107,9 +107,7 @@ def test_a_miss_racing_with_its_leaders_completion_makes_no_second_call() -> Non
         time.sleep(0.001)
     # The follower found no entry (the leader has not finished), then reads the token's exp while the leader
     # finishes: this is the window in which it used to become a second leader.
-    identity, source = cache.get(
-        "k", fetch, seconds=100, timeout=2, max_calls=4, not_after=not_after_once_the_leader_is_done
-    )
+    identity, source = lookup(cache, fetch, seconds=100, max_calls=4, not_after=not_after_once_the_leader_is_done)
     thread.join(5)
     assert identity.id == "u"
     assert source == "hit"
@@ -201,7 +199,7 @@ def test_refresh_outcome_still_lands_for_the_next_request(monkeypatch, wall_cloc
         wall_clock.offset += 85
         assert json_of(ValidateToken.main(request(token=token)))["id"] == "user-1"
         ends = time.monotonic() + 5
-        while up.count < 2 or auth.cache.in_flight():  # the refresh has been answered and stored
+        while up.count < 2 or root().admission.busy:  # the refresh has been answered and stored
             assert time.monotonic() < ends
             time.sleep(0.01)
         wall_clock.offset += 20  # the first entry has expired; the refreshed one has not

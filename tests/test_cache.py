@@ -3,24 +3,18 @@
 import hashlib
 import time
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 import requests_mock
 
 import ValidateToken
-from shared import auth
-from shared.cache import IdentityCache
+from shared.authenticator import root
 from shared.errors import IdentityUnavailable, InvalidToken
 from shared.identity import Identity
 from tests.conftest import MOCK_URL
-from tests.helpers import identity_payload, make_jwt, request
+from tests.helpers import identity_payload, lookup, make_jwt, new_cache, request
 
 IDENTITY = Identity("u", "U", None, None, "card")
-
-
-def lookup(cache: IdentityCache, fetch: Callable[[float], Identity], **options: Any) -> tuple[Identity, str]:
-    return cache.get("k", fetch, timeout=2.0, max_calls=8, **options)
 
 
 def scripted(outcomes: list[Exception | Identity]) -> tuple[list[int], Callable[[float], Identity]]:
@@ -68,7 +62,7 @@ def test_second_request_is_a_cache_hit(kaizala) -> None:
 def test_cache_is_keyed_by_sha256_never_the_raw_token(kaizala) -> None:
     token = make_jwt()
     ValidateToken.main(request(token=token))
-    assert auth.cache.keys() == {hashlib.sha256(token.encode()).hexdigest()}
+    assert root().cache("kaizala").keys() == {hashlib.sha256(token.encode()).hexdigest()}
 
 
 def test_entry_expires_after_token_cache_seconds(kaizala, monkeypatch, wall_clock) -> None:
@@ -134,25 +128,25 @@ def test_max_entries_bounds_the_cache(kaizala, monkeypatch) -> None:
     monkeypatch.setenv("TOKEN_CACHE_MAX_ENTRIES", "5")
     for _ in range(20):
         ValidateToken.main(request(token=make_jwt()))
-    assert auth.cache.counts()["identities"] == 5
+    assert root().cache("kaizala").counts()["identities"] == 5
     kaizala.get(MOCK_URL, status_code=401)
     for _ in range(20):
         ValidateToken.main(request(token=make_jwt()))
-    assert auth.cache.counts()["rejections"] == 5
-    assert auth.cache.counts()["identities"] == 5  # junk tokens did not push real users out
+    assert root().cache("kaizala").counts()["rejections"] == 5
+    assert root().cache("kaizala").counts()["identities"] == 5  # junk tokens did not push real users out
 
 
 def test_clear_cache_forgets_everything(kaizala) -> None:
     token = make_jwt()
     ValidateToken.main(request(token=token))
-    auth.clear_cache()
+    root().clear()
     ValidateToken.main(request(token=token))
     assert kaizala.call_count == 2
 
 
 def test_refresh_ahead_answers_from_cache_and_refreshes_in_background() -> None:
     clock = Clock()
-    cache = IdentityCache(timer=clock)
+    cache = new_cache(timer=clock)
     calls, fetch = scripted([IDENTITY] * 3)
 
     assert lookup(cache, fetch, seconds=100)[1] == "miss"
@@ -162,7 +156,7 @@ def test_refresh_ahead_answers_from_cache_and_refreshes_in_background() -> None:
     clock.now += 35
     identity, source = lookup(cache, fetch, seconds=100)
     assert (identity, source) == (IDENTITY, "hit")
-    _wait_until(lambda: len(calls) == 2 and cache.in_flight() == 0)
+    _wait_until(lambda: len(calls) == 2 and cache.admission.busy == 0)
     clock.now += 70  # past the first entry's life, before the new one's refresh window: the refreshed entry answers
     assert lookup(cache, fetch, seconds=100)[1] == "hit"
     assert len(calls) == 2
@@ -170,7 +164,7 @@ def test_refresh_ahead_answers_from_cache_and_refreshes_in_background() -> None:
 
 def test_refresh_ahead_off_means_a_miss_at_expiry() -> None:
     clock = Clock()
-    cache = IdentityCache(timer=clock)
+    cache = new_cache(timer=clock)
     calls, fetch = scripted([IDENTITY] * 3)
 
     lookup(cache, fetch, seconds=100, refresh_ahead=False)
@@ -183,7 +177,7 @@ def test_refresh_ahead_off_means_a_miss_at_expiry() -> None:
 
 def test_refresh_never_extends_past_exp() -> None:
     clock = Clock()
-    cache = IdentityCache(timer=clock)
+    cache = new_cache(timer=clock)
     calls, fetch = scripted([IDENTITY] * 3)
 
     lookup(cache, fetch, seconds=100, not_after=lambda: clock.now + 50)
@@ -195,12 +189,12 @@ def test_refresh_never_extends_past_exp() -> None:
 
 def test_failed_refresh_is_not_retried_and_the_entry_expires_on_its_own() -> None:
     clock = Clock()
-    cache = IdentityCache(timer=clock)
+    cache = new_cache(timer=clock)
     calls, fetch = scripted([IDENTITY, IdentityUnavailable(), IDENTITY])
     lookup(cache, fetch, seconds=100)
     clock.now += 85
     assert lookup(cache, fetch, seconds=100)[1] == "hit"  # starts a refresh, which fails upstream
-    _wait_until(lambda: cache.in_flight() == 0)
+    _wait_until(lambda: cache.admission.busy == 0)
     clock.now += 5
     assert lookup(cache, fetch, seconds=100)[1] == "hit"  # still cached, and no second refresh
     time.sleep(0.05)
@@ -212,12 +206,12 @@ def test_failed_refresh_is_not_retried_and_the_entry_expires_on_its_own() -> Non
 
 def test_refresh_rejected_by_kaizala_drops_the_entry_at_once() -> None:
     clock = Clock()
-    cache = IdentityCache(timer=clock)
+    cache = new_cache(timer=clock)
     _calls, fetch = scripted([IDENTITY, InvalidToken()])
     lookup(cache, fetch, seconds=100)
     clock.now += 85
     assert lookup(cache, fetch, seconds=100)[1] == "hit"
-    _wait_until(lambda: cache.in_flight() == 0)
+    _wait_until(lambda: cache.admission.busy == 0)
     with pytest.raises(InvalidToken):
         lookup(cache, fetch, seconds=100)
 
@@ -231,7 +225,7 @@ def _wait_until(condition, timeout: float = 2.0) -> None:
 
 def test_lowering_token_cache_seconds_applies_to_entries_already_cached() -> None:
     clock = Clock()
-    cache = IdentityCache(timer=clock)
+    cache = new_cache(timer=clock)
     calls, fetch = scripted([IDENTITY] * 3)
     lookup(cache, fetch, seconds=1800)
     clock.now += 120

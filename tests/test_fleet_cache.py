@@ -14,11 +14,14 @@ import pytest
 
 import ValidateToken
 from devserver.launch import ROOT
-from shared import auth
-from shared.cache import IdentityCache
+from shared.authenticator import root
+from shared.cache.admission import Admission
+from shared.cache.entry import Lifetimes
+from shared.cache.identity_cache import IdentityCache
 from shared.errors import IdentityUnavailable, InvalidToken
 from shared.fleet import FleetCache
-from shared.kaizala import Identity, KaizalaClient
+from shared.identity import Identity
+from shared.providers.kaizala import Kaizala, KaizalaClient
 from tests.helpers import CARD_ID, Reply, identity_payload, json_of, make_jwt, request, upstream_server, wait_for
 from tests.redis_server import SECRET, RedisServer, require_redis
 
@@ -34,20 +37,15 @@ class Instance:
 
     def __init__(self, redis_url: str, upstream_url: str, *, local_seconds: float = 30) -> None:
         self.fleet = FleetCache(redis_url, SECRET, timeout_ms=100, open_seconds=0.5)
-        self.cache = IdentityCache()
-        self.cache.share(self.fleet, local_seconds)
         self.kaizala = KaizalaClient()
-        self.upstream_url = upstream_url
+        self.cache = IdentityCache(Kaizala(upstream_url, lambda: self.kaizala), Admission(64))
+        self.cache.share(self.fleet)
+        self.cache.call_seconds = 2.0
+        self.local_seconds = local_seconds
 
     def get(self, token: str, *, seconds: float = 300, refresh_ahead: bool = False) -> tuple[Identity, str]:
-        return self.cache.get(
-            token,
-            lambda deadline: self.kaizala.fetch_identity(token, self.upstream_url, deadline),
-            seconds=seconds,
-            timeout=2.0,
-            max_calls=64,
-            refresh_ahead=refresh_ahead,
-        )
+        self.cache.lifetimes = Lifetimes(seconds=seconds, local_seconds=self.local_seconds, refresh_ahead=refresh_ahead)
+        return self.cache.get(token, time.monotonic() + 2.0)
 
 
 @pytest.fixture
@@ -183,7 +181,7 @@ def test_refresh_ahead_refreshes_an_entry_once_for_the_fleet(fleet_of) -> None:
         time.sleep(1.7)  # every copy is in the last 20% of its life
         for instance in instances:
             assert instance.get(token, seconds=2, refresh_ahead=True)[1] == "hit"
-        assert wait_for(lambda: all(i.cache.in_flight() == 0 for i in instances), 3)
+        assert wait_for(lambda: all(i.cache.admission.busy == 0 for i in instances), 3)
         assert up.count == 2
         time.sleep(0.5)  # past the first entry's life: the refreshed one serves every instance
         for instance in instances:
@@ -241,7 +239,7 @@ def test_validate_token_with_redis_on_and_redis_reveals_nothing(monkeypatch, wit
         tokens = [make_jwt() for _ in range(5)]
         for token in tokens:
             assert json_of(ValidateToken.main(request(token=token)))["id"] == "c0ffee-user"
-        auth.clear_cache()  # forget locally: the next answers come from Redis
+        root().clear()  # forget locally: the next answers come from Redis
         for token in tokens:
             assert json_of(ValidateToken.main(request(token=token)))["id"] == "c0ffee-user"
         assert up.count == 5
@@ -316,6 +314,6 @@ def test_while_redis_is_skipped_an_expired_local_copy_serves_and_is_rechecked_in
         identity, source = instance.get(token)
         assert (identity.id, source) == ("user-1", "hit")
         assert time.monotonic() - started < 0.3  # not the 0.3 s Kaizala call
-        assert wait_for(lambda: up.count == calls + 1 and instance.cache.in_flight() == 0, 3)  # re-checked once
+        assert wait_for(lambda: up.count == calls + 1 and instance.cache.admission.busy == 0, 3)  # re-checked once
         assert instance.get(token)[1] == "hit"
         assert up.count == calls + 1

@@ -198,10 +198,10 @@ def timed_answer(token: str) -> tuple[int, str, float]:
 
 
 def assert_background_call_ends(within: float) -> None:
-    from shared import auth
+    from shared.authenticator import root
 
     ends = time.monotonic() + within
-    while auth.cache.in_flight():
+    while root().admission.busy:
         assert time.monotonic() < ends, "the upstream call outlived its deadline"
         time.sleep(0.01)
 

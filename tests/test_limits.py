@@ -56,7 +56,7 @@ def test_cached_users_keep_answering_fast_while_every_slot_hangs(monkeypatch) ->
     assert max(elapsed for _, _, elapsed in hit_answers) < 1.0  # not a deadline: the hanging calls last 3 s
     for status, headers, elapsed in busy_answers:
         assert status == 503
-        assert headers["Retry-After"] == "1"
+        assert 1 <= int(headers["Retry-After"]) <= DEADLINE  # when the hanging calls' slots are sure to be free
         assert elapsed < 1.0
     assert {status for status, _, _ in hang_answers} == {503}
     assert up.max_active == CAP  # never more upstream calls than the cap

@@ -6,9 +6,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from shared import signing_keys
 from shared.errors import IdentityBadResponse, IdentityUnavailable, InvalidToken
-from shared.signing_keys import SigningKeys
+from shared.providers import signing_keys
+from shared.providers.signing_keys import SigningKeys
 from tests.entra import Entra
 from tests.helpers import Reply, Upstream, upstream_server, wait_for
 

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 import ProtectedApi
 import ValidateToken
-from shared import auth, signing_keys
+from shared.authenticator import root
+from shared.providers import signing_keys
 from tests.conftest import MOCK_URL, TEAMS_SETTINGS
 from tests.entra import (
     CLIENT_ID,
@@ -67,7 +68,7 @@ def teams_on(monkeypatch: pytest.MonkeyPatch, keys_endpoint: Upstream, entra: En
     monkeypatch.setenv("TEAMS_APPLICATION_ID_URI", APPLICATION_ID_URI)
     monkeypatch.setenv("TEAMS_ALLOWED_TENANT_IDS", TENANT)
     monkeypatch.setenv("TEAMS_AUTHORITY", _origin(keys_endpoint))
-    monkeypatch.setattr(auth, "_teams_verifier", None)  # fresh signing keys per test
+    monkeypatch.setattr(root(), "_teams_verifier", None)  # fresh signing keys per test
     entra.published = [entra.current]
 
 
@@ -138,7 +139,7 @@ def test_keys_are_fetched_once_and_then_cached(entra: Entra, keys_endpoint: Upst
 def test_a_cached_teams_identity_is_not_verified_again(entra: Entra, monkeypatch: pytest.MonkeyPatch) -> None:
     token = entra.token()
     assert validate(token).status_code == 200
-    verifier = auth._teams()
+    verifier = root().teams_verifier()
     calls: list[str] = []
     original = verifier.verify
     monkeypatch.setattr(verifier, "verify", lambda *args: calls.append("verify") or original(*args))
@@ -234,7 +235,7 @@ def test_a_rotated_key_is_picked_up_and_the_retired_one_refused(
     entra.rotate()
     assert validate(entra.token(oid=OTHER_USER)).status_code == 200  # unknown kid: refetched, now published
     assert len(keys_endpoint.calls) == 2
-    auth.clear_cache()
+    root().clear()
     assert_refused(validate(old_token), 401, "invalid_token")  # its key is no longer published
 
 
@@ -368,8 +369,8 @@ def test_a_teams_identity_is_shared_through_redis_sealed(
     monkeypatch.setenv("TOKEN_CACHE_REDIS_SECRET", "teams-test-deployment-secret-0123456789")
     token = entra.token()
     first = json_of(validate(token))
-    auth.clear_cache()  # this instance forgets; the fleet remembers
-    verifier = auth._teams()
+    root().clear()  # this instance forgets; the fleet remembers
+    verifier = root().teams_verifier()
     monkeypatch.setattr(verifier, "verify", lambda *_args: pytest.fail("verified again instead of read from Redis"))
     assert json_of(validate(token)) == first
     blob = b"".join(

@@ -9,8 +9,9 @@ import time
 
 import pytest
 
-from shared import auth, signing_keys
-from shared.signing_keys import SigningKeys
+from shared.authenticator import root
+from shared.providers import signing_keys
+from shared.providers.signing_keys import SigningKeys
 from tests.entra import CLIENT_ID, OUTLOOK_WEB, TEAMS_DESKTOP, TENANT, USER, Entra
 from tests.helpers import Reply, json_of, upstream_server
 from tests.test_teams import (  # noqa: F401 - fixtures, registered by name
@@ -95,8 +96,8 @@ def test_review_r3_a_cool_down_miss_is_not_shared_with_the_fleet_as_a_rejection(
     token = entra.token()
     assert_refused(validate(token), 401, "invalid_token")  # instance A: its set predates the key, cool-down
     # Instance B: a fresh process whose key set holds the new key.
-    auth.clear_cache()
-    monkeypatch.setattr(auth, "_teams_verifier", None)
+    root().clear()
+    monkeypatch.setattr(root(), "_teams_verifier", None)
     response = validate(token)
     assert response.status_code == 200, json_of(
         response
@@ -199,8 +200,8 @@ def test_review_r7_kaizala_and_entra_calls_share_the_one_cap(entra: Entra, monke
         for thread in threads:
             thread.start()
         time.sleep(0.6)
-        running = auth.cache.in_flight()  # the process's calls in flight, both providers' (one count for both)
-        assert running == auth.teams_cache.in_flight()
+        running = root().admission.busy  # the process's calls in flight, both providers' (one count for both)
+        assert running == root().admission.busy
         release.set()
         for thread in threads:
             thread.join(5)

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from shared.errors import IdentityUnavailable
-from shared.kaizala import KaizalaClient
+from shared.providers.kaizala import KaizalaClient
 from tests.helpers import Reply, identity_payload, make_jwt, upstream_server
 
 

@@ -19,7 +19,7 @@ import ProtectedApi
 from devserver import worker_host
 from devserver.conversion import HostRequest, from_http_response, to_http_request
 from devserver.functions_host import FunctionApp, FunctionAppError, load_app
-from shared import auth
+from shared.authenticator import root
 from tests.conftest import MOCK_URL
 from tests.helpers import OTHER_CARD_ID, SECRETS, identity_payload, make_jwt
 
@@ -97,7 +97,7 @@ def run(app: FunctionApp, case: Case, monkeypatch: pytest.MonkeyPatch) -> Any:
     if token:
         headers["Authorization"] = f"Bearer {token}"
     body = case.body.replace(b'"fresh"', json.dumps(make_jwt()).encode())
-    auth.clear_cache()
+    root().clear()
     with requests_mock.Mocker() as kaizala:
         kaizala.get(MOCK_URL, **case.upstream)
         return Client(app).open(case.path, method=case.method, headers=headers, data=body)
@@ -180,9 +180,9 @@ def test_internal_error_through_each_path(apps, monkeypatch) -> None:
     def boom(*args: object, **kwargs: object) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(auth._kaizala(), "fetch_identity", boom)
+    monkeypatch.setattr(root().kaizala_client(), "fetch_identity", boom)
     for mode in apps:
-        auth.clear_cache()
+        root().clear()
         response = Client(apps[mode]).get("/api/ValidateToken", headers={"Authorization": f"Bearer {make_jwt()}"})
         assert (response.status_code, response.get_json()["error"]) == (500, "internal_error"), mode
 

@@ -118,6 +118,11 @@ class Admission:
             self.limit = limit
             self._hand_over()
 
+    def forget(self) -> None:
+        """Forget what calls have shown about each upstream's health (tests, between cases)."""
+        with self._lock:
+            self._health.clear()
+
     @property
     def busy(self) -> int:
         """Upstream calls running now (every provider's)."""
@@ -181,11 +186,13 @@ class Admission:
         now = self._clock()
         health = self._health_of(ticket.provider)
         if health.failing(now):
-            raise Shed(f"{ticket.service} is failing right now. Try again shortly.", "unhealthy", self._retry_after(now))
+            raise Shed(f"{ticket.service} is failing right now. Try again shortly.", "unhealthy", self._retry_after())
         moving = sum(1 for slot in self._running if now - slot.started < self._health_of(slot.provider).overdue_after())
         moving += max(0, self.limit - len(self._running))  # free slots (a lowered limit can make this negative)
         if moving <= 0:
-            raise Shed(f"{ticket.service} is not answering right now. Try again shortly.", "unhealthy", self._retry_after(now))
+            raise Shed(
+                f"{ticket.service} is not answering right now. Try again shortly.", "unhealthy", self._retry_after()
+            )
         call = health.typical or 0.0
         expected = (position + 1) * call / moving + call
         if now + expected > ticket.deadline:
@@ -195,10 +202,10 @@ class Admission:
                 BUSY_RETRY_AFTER_SECONDS,
             )
 
-    def _retry_after(self, now: float) -> int:
+    def _retry_after(self) -> int:
         """When a slot is sure to be free again: the earliest deadline among the calls running (at least 1 s)."""
         ends = [slot.deadline for slot in self._running]
-        return max(1, math.ceil(min(ends) - now)) if ends else BUSY_RETRY_AFTER_SECONDS
+        return max(1, math.ceil(min(ends) - self._clock())) if ends else BUSY_RETRY_AFTER_SECONDS
 
     def _release(self, slot: Slot, outcome: Outcome) -> None:
         with self._lock:

@@ -83,6 +83,7 @@ class IdentityCache:
         self.admission = admission
         self.lifetimes = lifetimes
         self.admit = admit  # whether the policy allows an identity now: picks the cache a new entry goes to
+        self.call_seconds = 5.0  # KAIZALA_TIMEOUT_SECONDS: a background refresh's deadline
         # A lambda, not time.time itself, so a test that patches time.time moves this clock too.
         self._timer = timer or (lambda: time.time())  # noqa: PLW0108
         self._flight: Flight[str, Identity] = Flight()
@@ -261,25 +262,18 @@ class IdentityCache:
             return None
         if self._flight.in_flight(key):
             return None
-        slot = self.admission.try_enter(self.provider.name, time.monotonic() + self._refresh_seconds())
+        slot = self.admission.try_enter(self.provider.name, time.monotonic() + self.call_seconds)
         if slot is None:
             return None
         self._refreshing.add(key)
         return _Call(key, "", entry.not_after, slot.deadline, slot, flight=None)
-
-    def _refresh_seconds(self) -> float:
-        from ..settings import current_settings  # noqa: PLC0415 - the request's snapshot, already parsed
-
-        return current_settings().timeout_seconds
 
     # --- the call ----------------------------------------------------------------------------------------------
 
     def _start_call(self, call: _Call) -> None:
         """Run a call on a daemon thread of its own: nothing waits for it at interpreter exit."""
         try:
-            threading.Thread(
-                target=self._settle, args=(call,), name=f"{self.provider.name}-call", daemon=True
-            ).start()
+            threading.Thread(target=self._settle, args=(call,), name=f"{self.provider.name}-call", daemon=True).start()
         except RuntimeError:  # no thread could be started: give the slot back and tell the waiters
             self._end(call, IdentityUnavailable(), "unavailable")
 
@@ -346,6 +340,7 @@ class IdentityCache:
             lives_until=self.lifetimes.until(now, call.not_after),
             refreshing_until=entry.lives_until if call.flight is None and entry is not None else None,
             provider=self.provider.name,
+            service=self.provider.service,
         )
 
     def _end(self, call: _Call, outcome: Identity | BaseException | None, result: Outcome) -> None:

@@ -7,9 +7,7 @@ threads: every part holding such state registers with `reset_in_forked_child`.
 """
 
 import logging
-import os
 import ssl
-import weakref
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
@@ -18,6 +16,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from ..forking import reset_in_child
 from .breaker import Breaker
 
 log = logging.getLogger("kaizala_auth")
@@ -93,19 +92,11 @@ class ForkAware(Protocol):
     def after_fork_in_child(self) -> None: ...
 
 
-_forget_after_fork: "weakref.WeakSet[ForkAware]" = weakref.WeakSet()
-
-
 def reset_in_forked_child(part: ForkAware) -> None:
     """Call `part.after_fork_in_child()` in a forked child: locks held by other threads at fork stay held there,
     and threads other than the forking one do not exist there."""
-    _forget_after_fork.add(part)
+    reset_in_child(part, _after_fork)
 
 
-def _reset_after_fork() -> None:
-    for part in list(_forget_after_fork):
-        part.after_fork_in_child()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_after_fork)
+def _after_fork(part: ForkAware) -> None:
+    part.after_fork_in_child()

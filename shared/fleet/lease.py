@@ -136,6 +136,7 @@ def resolve(
     lives_until: float,
     refreshing_until: float | None = None,
     provider: Provider = KAIZALA,
+    service: str = "Kaizala's identity service",
 ) -> Resolved | None:
     """The identity for `token` through the fleet. Typed errors as `fetch` raises them (InvalidToken for a
     rejection the fleet shares, KaizalaThrottled while the fleet is throttled).
@@ -172,7 +173,7 @@ def resolve(
         if found is not None:
             return found
         if time.monotonic() >= deadline:
-            raise IdentityUnavailable.too_slow()
+            raise IdentityUnavailable.too_slow(service)
         # The lease ended without a result (its leader failed or died) or Redis failed: ask Kaizala ourselves.
     return _ask_upstream(fleet, token, fetch, deadline, rejection_until=rejection_until, lives_until=lives_until)
 

@@ -15,7 +15,6 @@ import contextlib
 import heapq
 import itertools
 import logging
-import os
 import socket
 import threading
 import time
@@ -26,6 +25,8 @@ from typing import Any
 from requests.adapters import HTTPAdapter
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util.timeout import Timeout
+
+from ..forking import reset_in_child
 
 log = logging.getLogger("kaizala_auth")
 
@@ -140,9 +141,9 @@ class _Watchdog:
 
     def __init__(self) -> None:
         self._start()
+        reset_in_child(self, _Watchdog._start)  # the parent's thread does not exist in a forked child
 
     def _start(self) -> None:
-        self._pid = os.getpid()
         self._wake = threading.Condition()
         self._due: list[tuple[float, int, list[Callable[[], None] | None]]] = []
         self._order = itertools.count()
@@ -150,8 +151,6 @@ class _Watchdog:
 
     def at(self, when: float, action: Callable[[], None]) -> Callable[[], None]:
         """Run `action` at `when` (time.monotonic()); returns the cancel function."""
-        if self._pid != os.getpid():  # a forked child: the parent's thread does not exist here
-            self._start()
         slot: list[Callable[[], None] | None] = [action]
         with self._wake:
             heapq.heappush(self._due, (when, next(self._order), slot))

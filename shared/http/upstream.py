@@ -8,9 +8,7 @@ like a "yes" does.
 """
 
 import logging
-import os
 import time
-import weakref
 from dataclasses import dataclass
 from http.cookiejar import DefaultCookiePolicy
 
@@ -20,6 +18,7 @@ from urllib3.exceptions import HTTPError, MaxRetryError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
 from ..errors import ApiError, IdentityUnavailable
+from ..forking import reset_in_child
 from .deadline import DeadlineAdapter, DeadlinePassed, DeadlineTimeout, cut_at
 
 log = logging.getLogger("kaizala_auth")
@@ -71,7 +70,7 @@ class Upstream:
         self.log_name = log_name
         self.session = session or build_session()
         if session is None:
-            _new_session_after_fork(self)
+            reset_in_child(self, _new_session)
 
     def too_slow(self) -> IdentityUnavailable:
         return IdentityUnavailable.too_slow(self.service)
@@ -135,16 +134,10 @@ class Upstream:
         return b"".join(chunks)
 
 
-def _new_session_after_fork(client: Upstream) -> None:
+def _new_session(client: Upstream) -> None:
     """A forked child must not share the parent's pooled connections: both would write requests on one socket and
     each read whichever answer came first, another caller's identity included."""
-    ref = weakref.ref(client)
-
-    def in_child() -> None:
-        if (alive := ref()) is not None:
-            alive.session = build_session()
-
-    os.register_at_fork(after_in_child=in_child)
+    client.session = build_session()
 
 
 def _timed_out(exc: requests.RequestException) -> bool:

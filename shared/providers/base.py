@@ -21,7 +21,7 @@ class IdentityProvider(ABC):
         """Whether `token` is this provider's kind, from what it says about itself (it grants nothing)."""
         return True
 
-    def screen(self, token: str) -> None:
+    def screen(self, token: str) -> None:  # noqa: B027 - an optional hook: most providers screen nothing
         """Local checks before any cache or call: raise a typed error to refuse the token."""
 
     def expiry(self, token: str) -> float | None:

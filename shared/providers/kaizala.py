@@ -2,16 +2,19 @@
 client (`shared.upstream`). Every upstream outcome maps to exactly one typed error."""
 
 import logging
-from typing import Any, ClassVar
-
-import requests
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .. import request_token
 from ..errors import IdentityBadResponse, IdentityUnavailable, InvalidToken, KaizalaThrottled
 from ..http import untrusted_json
-from ..http.upstream import Answer, Upstream
 from ..identity import KAIZALA, Identity, Provider
 from .base import IdentityProvider
+
+if TYPE_CHECKING:  # requests loads on the first call to Kaizala, not when the functions load
+    import requests
+
+    from ..http.upstream import Answer
 
 log = logging.getLogger("kaizala_auth")
 
@@ -23,7 +26,9 @@ RENEW = "Get a new one with getIntegerationServiceTokenAsync."
 
 
 class KaizalaClient:
-    def __init__(self, session: requests.Session | None = None) -> None:
+    def __init__(self, session: "requests.Session | None" = None) -> None:
+        from ..http.upstream import Upstream  # noqa: PLC0415 - see TYPE_CHECKING above
+
         self.upstream = Upstream(SERVICE, "kaizala", session)
 
     def fetch_identity(self, token: str, url: str, deadline: float) -> Identity:
@@ -41,18 +46,18 @@ class Kaizala(IdentityProvider):
     renew: ClassVar[str] = RENEW
     max_token_length: ClassVar[int] = request_token.MAX_TOKEN_LENGTH
 
-    def __init__(self, url: str, client: KaizalaClient) -> None:
+    def __init__(self, url: str, client: Callable[[], KaizalaClient]) -> None:
         self.url = url
-        self.client = client
+        self.client = client  # made on the first call
 
     def screen(self, token: str) -> None:
         request_token.check_shape(token, self.max_token_length)
 
     def verify(self, token: str, deadline: float) -> Identity:
-        return self.client.fetch_identity(token, self.url, deadline)
+        return self.client().fetch_identity(token, self.url, deadline)
 
 
-def _identity_from(answer: Answer) -> Identity:
+def _identity_from(answer: "Answer") -> Identity:
     status, body = answer.status, answer.body
     if status in REJECTED_STATUSES:
         raise InvalidToken(f"Kaizala rejected the token. {RENEW}")

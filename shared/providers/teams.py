@@ -6,6 +6,7 @@ never grants anything: `verify` checks everything, and fails closed at each step
 """
 
 import re
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import jwt
@@ -62,9 +63,9 @@ class Teams(IdentityProvider):
     renew: ClassVar[str] = RENEW
     max_token_length: ClassVar[int] = MAX_ENTRA_TOKEN_LENGTH
 
-    def __init__(self, settings: TeamsSettings, verifier: "TeamsVerifier") -> None:
+    def __init__(self, settings: TeamsSettings, verifier: Callable[[], "TeamsVerifier"]) -> None:
         self.settings = settings
-        self.verifier = verifier
+        self.verifier = verifier  # the process's one verifier (and its signing keys)
 
     def claims(self, token: str) -> bool:
         return entra_issuer(token) is not None
@@ -75,7 +76,7 @@ class Teams(IdentityProvider):
             allowed_tenant(issuer, self.settings)
 
     def verify(self, token: str, deadline: float) -> Identity:
-        return self.verifier.verify(token, self.settings, deadline)
+        return self.verifier().verify(token, self.settings, deadline)
 
 
 class TeamsVerifier:
