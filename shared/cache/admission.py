@@ -7,8 +7,8 @@ The rule, in one place (the README's "Reliability" page says why this one):
   arrival order: a freed slot is handed to the head of the line, never taken by a newcomer (no barging).
 - A miss waits as long as it can still be answered within its own deadline. It is answered 503 at once (shed)
   only when waiting cannot help:
-  - `busy`: its expected wait (its place in line x the observed call time / the slots that are moving) plus its
-    own call would end past its deadline;
+  - `busy`: its expected wait (its place in line / the slots that are moving, in whole rounds, x the observed
+    call time) plus its own call would end past its deadline;
   - `unhealthy`: the upstream is failing (its last calls failed) or hanging (every slot is held by a call that has
     run far longer than calls usually take, so nobody can say when one frees).
   Kaizala's 429 (`throttled`) is judged before a miss gets here (the cache holds it back).
@@ -60,6 +60,7 @@ class Health:
     typical: float | None = None  # seconds a call usually takes (a moving average); None before the first
     failures: int = 0  # consecutive failed calls
     failed_at: float = -math.inf
+    throttled_until: float = -math.inf  # it answered 429: nothing is sent to it before then
 
     def record(self, seconds: float, outcome: Outcome, now: float) -> None:
         if outcome in FAILED:
@@ -72,6 +73,10 @@ class Health:
 
     def failing(self, now: float) -> bool:
         return self.failures >= FAILURES_TO_SHED and now - self.failed_at < FAILING_SECONDS
+
+    def refuses(self, now: float) -> bool:
+        """Whether nobody should wait for a call to it now (throttled or failing)."""
+        return now < self.throttled_until or self.failing(now)
 
     def overdue_after(self) -> float:
         return max(OVERDUE_FLOOR_SECONDS, OVERDUE_FACTOR * (self.typical or 0.0))
@@ -138,6 +143,20 @@ class Admission:
         with self._lock:
             return self._health_of(provider)
 
+    def throttle(self, provider: str, seconds: float) -> None:
+        """The upstream asked (429) for nothing to be sent before `seconds` have passed: the line is told at once."""
+        with self._lock:
+            health = self._health_of(provider)
+            health.throttled_until = max(health.throttled_until, self._clock() + seconds)
+            for ticket in [ticket for ticket in self._line if ticket.provider == provider]:
+                self._line.remove(ticket)
+                ticket.granted.set()  # woken without a slot: it sheds itself
+
+    def throttled_for(self, provider: str) -> float:
+        """Seconds left of the upstream's 429 (0 when none holds)."""
+        with self._lock:
+            return max(0.0, self._health_of(provider).throttled_until - self._clock())
+
     def enter(self, provider: str, service: str, deadline: float) -> Slot:
         """A slot for one call to `service` (provider `provider`), waiting in line while that can still be
         answered by `deadline` (time.monotonic()); Shed when it cannot."""
@@ -153,18 +172,25 @@ class Admission:
             with self._lock:
                 if ticket.slot is not None:
                     return ticket.slot
+                waiting = ticket in self._line  # False: woken without a slot (its upstream throttles or fails)
                 try:
                     if self._clock() >= deadline:
                         raise Shed(f"{service} did not answer in time. Try again shortly.", "busy", 1)
-                    self._judge(ticket, position=self._line.index(ticket))
+                    self._judge(ticket, position=self._line.index(ticket) if waiting else 0)
                 except Shed:
-                    self._line.remove(ticket)
+                    if waiting:
+                        self._line.remove(ticket)
                     raise
+                if not waiting:  # no longer failing by the time it looked: back in line, at the front
+                    ticket.granted.clear()
+                    self._line.appendleft(ticket)
+                    self._hand_over()
 
     def try_enter(self, provider: str, deadline: float) -> Slot | None:
-        """A slot now, if one is free and nobody waits for it (background refreshes never queue)."""
+        """A slot now, if one is free, nobody waits for it and no 429 holds (background refreshes never queue)."""
         with self._lock:
-            if len(self._running) < self.limit and not self._line:
+            throttled = self._clock() < self._health_of(provider).throttled_until
+            if len(self._running) < self.limit and not self._line and not throttled:
                 return self._occupy(provider, deadline)
             return None
 
@@ -185,6 +211,12 @@ class Admission:
         """Raise Shed when waiting in line at `position` (waiters ahead) cannot help `ticket`."""
         now = self._clock()
         health = self._health_of(ticket.provider)
+        if now < health.throttled_until:
+            raise Shed(
+                f"{ticket.service} asked us to slow down. Try again shortly.",
+                "throttled",
+                math.ceil(health.throttled_until - now),
+            )
         if health.failing(now):
             raise Shed(f"{ticket.service} is failing right now. Try again shortly.", "unhealthy", self._retry_after())
         moving = sum(1 for slot in self._running if now - slot.started < self._health_of(slot.provider).overdue_after())
@@ -194,8 +226,9 @@ class Admission:
                 f"{ticket.service} is not answering right now. Try again shortly.", "unhealthy", self._retry_after()
             )
         call = health.typical or 0.0
-        expected = (position + 1) * call / moving + call
-        if now + expected > ticket.deadline:
+        # Whole rounds: the waiters ahead and this one leave the line `moving` at a time, one call apart.
+        expected = math.ceil((position + 1) / moving) * call + call
+        if now + expected + CHECK_SECONDS > ticket.deadline:
             raise Shed(
                 f"Too many checks with {ticket.service} are in progress. Try again shortly.",
                 "busy",
@@ -217,8 +250,11 @@ class Admission:
             self._hand_over()
 
     def _hand_over(self) -> None:
-        """Give free slots to the head of the line, in arrival order."""
+        """Give free slots to the head of the line, in arrival order. A waiter whose upstream throttles or fails
+        gets no slot: it is woken to hear so (newcomers that find a free slot still probe whether it has recovered)."""
+        now = self._clock()
         while self._line and len(self._running) < self.limit:
             ticket = self._line.popleft()
-            ticket.slot = self._occupy(ticket.provider, ticket.deadline)
+            if not self._health_of(ticket.provider).refuses(now):
+                ticket.slot = self._occupy(ticket.provider, ticket.deadline)
             ticket.granted.set()

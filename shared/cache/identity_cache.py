@@ -87,7 +87,6 @@ class IdentityCache:
         # A lambda, not time.time itself, so a test that patches time.time moves this clock too.
         self._timer = timer or (lambda: time.time())  # noqa: PLW0108
         self._flight: Flight[str, Identity] = Flight()
-        self._throttled_until = 0.0  # time.monotonic(): Kaizala asked us (429) to send nothing before then
         self._fleet: FleetCache | None = None
         self._purges = 0  # purges received: a fleet answer read before one must not be adopted after it
         self._start()
@@ -129,7 +128,6 @@ class IdentityCache:
     def clear(self) -> None:
         """Forget every identity, rejection and Kaizala throttle (tests call it between cases)."""
         with self._lock:
-            self._throttled_until = 0.0
             self._admitted.clear()
             self._refused.clear()
             self._rejections.clear()
@@ -220,7 +218,7 @@ class IdentityCache:
             return entry.identity
         if key in self._rejections:
             raise InvalidToken.remembered(self.provider.name)
-        throttled_for = self._throttled_until - time.monotonic()
+        throttled_for = self.admission.throttled_for(self.provider.name)
         if throttled_for > 0:
             raise KaizalaThrottled.holding(math.ceil(throttled_for))
         return None
@@ -238,8 +236,7 @@ class IdentityCache:
             raise InvalidToken.remembered(self.provider.name)
         if state.throttled_until is not None:
             seconds = math.ceil(state.throttled_until - now)
-            with self._lock:
-                self._throttled_until = max(self._throttled_until, time.monotonic() + seconds)
+            self.admission.throttle(self.provider.name, seconds)
             raise KaizalaThrottled.holding(seconds)
         if state.entry is None:
             return None
@@ -258,7 +255,7 @@ class IdentityCache:
             return None
         # A copy past its local life (served only while Redis is skipped) is re-checked within the whole cap.
         most = MAX_REFRESHES if now < entry.expires_at else self.admission.limit
-        if key in self._refreshing or len(self._refreshing) >= most or self._throttled_until > time.monotonic():
+        if key in self._refreshing or len(self._refreshing) >= most:
             return None
         if self._flight.in_flight(key):
             return None
@@ -283,8 +280,8 @@ class IdentityCache:
         try:
             resolved = self._resolve(call)
         except KaizalaThrottled as exc:
+            self.admission.throttle(self.provider.name, exc.retry_after)
             with self._lock:
-                self._throttled_until = max(self._throttled_until, time.monotonic() + exc.retry_after)
                 self._stop_refreshing(call)
             self._end(call, exc, "throttled")
         except InvalidToken as exc:
