@@ -52,26 +52,24 @@ class Instance:
     """One function-app instance: its own in-process cache and, with `redis_url`, its own Redis connection."""
 
     def __init__(self, kaizala: str, redis_url: str | None = None, *, local_seconds: float = 30) -> None:
-        from shared.cache import IdentityCache
+        from shared.cache.admission import Admission
+        from shared.cache.entry import Lifetimes
+        from shared.cache.identity_cache import IdentityCache
         from shared.fleet import FleetCache
-        from shared.providers.kaizala import KaizalaClient
+        from shared.providers.kaizala import Kaizala, KaizalaClient
 
         self.fleet = FleetCache(redis_url, SECRET.encode()) if redis_url else None
-        self.cache = IdentityCache()
-        self.cache.share(self.fleet, local_seconds)
         self.client = KaizalaClient()
         self.url = f"{kaizala}/v1/users/me"
+        self.cache = IdentityCache(Kaizala(self.url, lambda: self.client), Admission(64))
+        self.cache.share(self.fleet)
+        self.cache.lifetimes = Lifetimes(
+            seconds=CACHE_SECONDS, local_seconds=local_seconds if self.fleet else float("inf"), refresh_ahead=True
+        )
 
     def get(self, token: str) -> str:
         """The answer's source ("hit", "fleet", "miss", "shared"); raises what the cache raises."""
-        return self.cache.get(
-            token,
-            lambda deadline: self.client.fetch_identity(token, self.url, deadline),
-            seconds=CACHE_SECONDS,
-            timeout=TIMEOUT_SECONDS,
-            max_calls=64,
-            refresh_ahead=True,  # TOKEN_REFRESH_AHEAD's default
-        )[1]
+        return self.cache.get(token, time.monotonic() + TIMEOUT_SECONDS)[1]
 
     def close(self) -> None:
         if self.fleet is not None:
@@ -171,7 +169,6 @@ def redis_hit_cost(kaizala: str, redis_url: str, rounds: int = 1200, batch: int 
 
     import ValidateToken
     from shared.authenticator import root
-    from shared.settings import FleetSettings
 
     settings = {
         "KAIZALA_IDENTITY_URL": f"{kaizala}/v1/users/me",
@@ -198,7 +195,7 @@ def redis_hit_cost(kaizala: str, redis_url: str, rounds: int = 1200, batch: int 
         assert ValidateToken.main(carrying).status_code == 200  # Kaizala once; now in Redis and in memory
         # The round trip a Redis hit cannot avoid: one GET of the token's entry, through the app's own connection
         # pool, issued from the same thread; what a hit costs beyond floor + this is decryption and bookkeeping.
-        fleet = auth._fleet_in_use[1]
+        fleet = root().fleet
         assert fleet is not None
         entry_key = fleet._entry_key(fleet._sealer.keys(token))
         ping_client.ping()
@@ -228,7 +225,7 @@ def redis_hit_cost(kaizala: str, redis_url: str, rounds: int = 1200, batch: int 
         finally:
             gc.enable()
         calls = upstream_calls(kaizala)
-        auth._fleet(FleetSettings())  # close this process's Redis connection (the settings change back)
+        root().close()  # close this process's Redis connection (the settings change back)
     ping_client.close()
     f, p, s = (statistics.median(values) * 1e6 for values in (floor, ping, served))
     ratio = s / (f + p)

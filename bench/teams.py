@@ -81,7 +81,7 @@ def teams_figures(rounds: int = 2000, batch: int = 5) -> list[FleetRow]:
                 gc.enable()
 
             burst = [_teams_token(base, session, kid=uuid.uuid4().hex) for _ in range(BURST)]
-            auth._teams_verifier = None  # the burst starts with no keys: its first token fetches them
+            root().forget_signing_keys()  # the burst starts with no keys: its first token fetches them
             before = _key_fetches(base)
             began_burst = time.monotonic()
             with ThreadPoolExecutor(16) as pool:
@@ -89,7 +89,7 @@ def teams_figures(rounds: int = 2000, batch: int = 5) -> list[FleetRow]:
             refused = answers.count(401)
             seconds = time.monotonic() - began_burst
             fetches = _key_fetches(base) - before
-            auth._teams_verifier = None  # the next run starts without keys
+            root().forget_signing_keys()  # the next run starts without keys
             root().clear()
 
     from shared.providers.signing_keys import REFETCH_SECONDS

@@ -112,6 +112,24 @@ class Authenticator:
             self._teams_verifier = TeamsVerifier()
         return self._teams_verifier
 
+    def close(self) -> None:
+        """Close the fleet's connection; the next request configures everything again."""
+        with self._lock:
+            self._fleet_for(FleetSettings())
+            self._settings = None
+
+    def use_admission(self, admission: Admission) -> None:
+        """Put another admission rule in front of every provider's calls (the bench's baseline uses this)."""
+        with self._lock:
+            self.admission = admission
+            for cache in self.caches.values():
+                cache.admission = admission
+            self._settings = None  # re-applied (its limit too) on the next request
+
+    def forget_signing_keys(self) -> None:
+        """Start again without Entra's signing keys: the next Teams token fetches them (tests and the bench)."""
+        self._teams_verifier = None
+
     def cache(self, provider: Provider) -> IdentityCache:
         return self.caches[provider]
 

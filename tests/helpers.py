@@ -207,7 +207,7 @@ def lookup(
     cache: "IdentityCache",
     fetch: Callable[[float], Any],
     *,
-    token: str = "k",
+    token: str = "k",  # noqa: S107 - a cache key in tests, no secret
     seconds: float = 300,
     timeout: float = 2.0,
     max_calls: int | None = None,

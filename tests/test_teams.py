@@ -68,7 +68,7 @@ def teams_on(monkeypatch: pytest.MonkeyPatch, keys_endpoint: Upstream, entra: En
     monkeypatch.setenv("TEAMS_APPLICATION_ID_URI", APPLICATION_ID_URI)
     monkeypatch.setenv("TEAMS_ALLOWED_TENANT_IDS", TENANT)
     monkeypatch.setenv("TEAMS_AUTHORITY", _origin(keys_endpoint))
-    monkeypatch.setattr(root(), "_teams_verifier", None)  # fresh signing keys per test
+    root().forget_signing_keys()  # fresh signing keys per test
     entra.published = [entra.current]
 
 

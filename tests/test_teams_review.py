@@ -97,7 +97,7 @@ def test_review_r3_a_cool_down_miss_is_not_shared_with_the_fleet_as_a_rejection(
     assert_refused(validate(token), 401, "invalid_token")  # instance A: its set predates the key, cool-down
     # Instance B: a fresh process whose key set holds the new key.
     root().clear()
-    monkeypatch.setattr(root(), "_teams_verifier", None)
+    root().forget_signing_keys()
     response = validate(token)
     assert response.status_code == 200, json_of(
         response
