@@ -141,7 +141,7 @@ def make_dirty(app: Path) -> None:
     write(app / "local.settings.json", '{"Values": {"KAIZALA_ALLOWED_ACTION_PACKAGE_IDS": "*"}}')
     write(app / "shared" / "local.settings.json", "{}")
     write(app / ".vscode" / "settings.json", "{}")
-    write(app / ".git", "gitdir: /work/main/.git/worktrees/wt\n")  # a worktree's .git is a file
+    write(app / ".git", "gitdir: /home/dev/kaizala-auth/.git/worktrees/wt\n")  # a worktree's .git is a file
     write(app / SITE_PACKAGES / "left_from_a_local_build.py")
 
 
