@@ -15,7 +15,8 @@ _QUERY = re.compile(r"\?[^\s'\"]*")
 
 
 class AccessLog(WSGIRequestHandler):
-    """Werkzeug's handler, logging method, path and status only: a token could sit in a query string.
+    """Werkzeug's handler, logging method, path and status only: a token could sit in a query string. Control
+    characters are escaped, as werkzeug's own log_request escapes them.
 
     Requests too malformed to reach an app (a header line over 64 KiB, a bad request line) are answered by
     http.server itself: as JSON here too, like every other error.
@@ -37,11 +38,15 @@ class AccessLog(WSGIRequestHandler):
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         path = self.path.split("?", 1)[0] if hasattr(self, "path") else "-"
-        self.log("info", '"%s %s" %s', getattr(self, "command", "-"), path, code)
+        self.log("info", '"%s %s" %s', getattr(self, "command", None) or "-", path, code)
 
     def log(self, type: str, message: str, *args: Any) -> None:
+        """Every line, requests and errors alike: control characters escaped with werkzeug's own table (the one
+        its log_request uses: ESC becomes the text `\\x1b`), so nothing a client sends reaches the terminal raw;
+        then any query string left (in an error's message) is cut."""
         text = message % args if args else message
-        sys.stderr.write(f"{self.address_string()} - {_QUERY.sub('?…', text)}\n")
+        text = _QUERY.sub("?…", text.translate(self._control_char_table))
+        sys.stderr.write(f"{self.address_string()} - {text}\n")
 
 
 class NoAccessLog(AccessLog):
