@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 NPM ?= npm
 TEAMS_JS := teams/node_modules/.package-lock.json
 
-.PHONY: run test lint bench package clean rebuild-venv
+.PHONY: run test lint bench package infra-check clean rebuild-venv
 
 # The stamp records the interpreter ("path version") the venv was made from: another one remakes the venv.
 PYTHON_ID := $(shell $(PYTHON) -c 'import sys; print(sys.executable, sys.version.split()[0])' 2>/dev/null)
@@ -52,5 +52,19 @@ bench: $(STAMP)
 package: $(STAMP) $(TEAMS_JS)
 	$(BIN)/python -m devserver.package $(if $(API_URL),--api-url $(API_URL),)$(if $(TAB_URL), --tab-url $(TAB_URL))$(if $(TEAMS_CLIENT_ID), --teams-client-id $(TEAMS_CLIENT_ID))
 
+# checkov over infra/, offline (--skip-download: no Prisma Cloud look-ups), in its own venv: its many pinned
+# dependencies would clash with the dev venv's.
+CHECKOV_VENV ?= .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+
+$(CHECKOV_STAMP): requirements-checkov.txt
+	$(PYTHON) -m venv --clear $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet -r requirements-checkov.txt
+	touch $@
+
+infra-check: $(CHECKOV_STAMP)
+	$(CHECKOV_VENV)/bin/checkov -d infra --framework bicep --compact --quiet --skip-download
+
 clean:
-	rm -rf $(VENV) build teams/node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis .benchmarks
+	rm -rf $(VENV) $(CHECKOV_VENV) build teams/node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis .benchmarks
