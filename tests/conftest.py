@@ -65,9 +65,9 @@ def settings_env(monkeypatch: pytest.MonkeyPatch) -> None:
         "TOKEN_CACHE_MAX_ENTRIES",
     ):
         monkeypatch.delenv(name, raising=False)
-    for name in FLEET_SETTINGS:  # issue 9: the fleet cache stays off unless a test turns it on
+    for name in FLEET_SETTINGS:  # the fleet cache stays off unless a test turns it on
         monkeypatch.delenv(name, raising=False)
-    for name in TEAMS_SETTINGS:  # issue 11: Teams stays off unless a test turns it on
+    for name in TEAMS_SETTINGS:  # Teams stays off unless a test turns it on
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("KAIZALA_IDENTITY_URL", MOCK_URL)
     monkeypatch.setenv("KAIZALA_ALLOWED_ACTION_PACKAGE_IDS", CARD_ID)

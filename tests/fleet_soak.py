@@ -48,7 +48,7 @@ BAD_RESPONSE = {(502, "identity_bad_response")}
 # (name, Kaizala faults, answers they allow besides the normal ones, what happens to Redis as the phase begins)
 PLAN: list[tuple[str, dict[str, Any], set[tuple[int, str]], str]] = [
     ("none", {}, NONE, ""),
-    ("latency 40±30 ms", {"latency_ms": 40, "jitter_ms": 30}, NONE, ""),
+    ("latency 200±100 ms", {"latency_ms": 200, "jitter_ms": 100}, NONE, ""),
     ("500 on 50%", {"error_rate": 0.5, "error_status": 500}, UNAVAILABLE, ""),
     ("Redis killed (SIGKILL)", {}, NONE, "kill"),
     ("Redis down + Kaizala 503 on 60%", {"error_rate": 0.6, "error_status": 503}, UNAVAILABLE, ""),
@@ -62,7 +62,7 @@ PLAN: list[tuple[str, dict[str, Any], set[tuple[int, str]], str]] = [
     ("none (steady)", {}, NONE, ""),
     ("none (recovery)", {}, NONE, ""),
 ]
-PHASES: list[soak.Phase] = [(name, faults, allowed) for name, faults, allowed, _ in PLAN]
+PHASES: list[soak.Phase] = [(name, {**soak.UPSTREAM_LATENCY, **faults}, allowed) for name, faults, allowed, _ in PLAN]
 REDIS_FAULTS = [name for name, _, _, action in PLAN if action]
 REDIS_ONLY = [name for name, faults, _, action in PLAN if action and not faults]
 PHASE_SECONDS = 1.8

@@ -35,9 +35,12 @@ ENV = {
 # Each phase: the stand-in's faults, and what a request for a token Kaizala would accept may then answer
 # besides its normal outcome (a cache hit still answers normally under any fault).
 Phase = tuple[str, dict[str, Any], set[tuple[int, str]]]
-PHASES: list[Phase] = [
+# Kaizala was across the internet: every phase's upstream answers after at least 50 ms (80±30 ms), a phase that
+# names its own latency excepted.
+UPSTREAM_LATENCY: dict[str, Any] = {"latency_ms": 80, "jitter_ms": 30}
+_PHASES: list[Phase] = [
     ("none", {}, set()),
-    ("latency 40±30 ms", {"latency_ms": 40, "jitter_ms": 30}, set()),
+    ("latency 200±100 ms", {"latency_ms": 200, "jitter_ms": 100}, set()),
     ("500 on 50%", {"error_rate": 0.5, "error_status": 500}, {(503, "identity_unavailable")}),
     ("503 on 60%", {"error_rate": 0.6, "error_status": 503}, {(503, "identity_unavailable")}),
     ("429 on 40%", {"error_rate": 0.4, "error_status": 429}, {(503, "identity_unavailable")}),
@@ -49,7 +52,7 @@ PHASES: list[Phase] = [
     (
         "everything at once",
         {
-            "latency_ms": 10,
+            "latency_ms": 60,
             "jitter_ms": 10,
             "error_rate": 0.15,
             "malformed_rate": 0.1,
@@ -62,6 +65,7 @@ PHASES: list[Phase] = [
     ),
     ("none (recovery)", {}, set()),
 ]
+PHASES: list[Phase] = [(name, {**UPSTREAM_LATENCY, **faults}, allowed) for name, faults, allowed in _PHASES]
 
 
 # Kaizala's 429 (the stand-in's carries Retry-After: 2) stops every miss for that long, so a 429 phase's answers

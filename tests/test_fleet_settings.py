@@ -1,4 +1,4 @@
-"""The fleet cache's settings (issue 9): off by default, TLS unless loopback, a malformed value names the setting
+"""The fleet cache's settings: off by default, TLS unless loopback, a malformed value names the setting
 (never echoing the URL: it holds the access key)."""
 
 import pytest

@@ -96,7 +96,7 @@ def test_any_retry_after_from_kaizala_is_a_503_with_a_usable_retry_after(value: 
     assert 0 <= int(retry_after) <= 300
 
 
-# --- the named cases the review reproduced ------------------------------------------------------------------------
+# --- named cases, each once a defect -----------------------------------------------------------------------------
 
 
 def test_a_deeply_nested_body_is_invalid_request() -> None:

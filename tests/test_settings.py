@@ -107,7 +107,7 @@ def test_one_request_sees_one_snapshot_of_the_settings(monkeypatch) -> None:
     assert current_settings().cache_seconds == 20  # the next request sees the change
 
 
-# --- issue 11: Teams ---------------------------------------------------------------------------------------------
+# --- Teams tabs ---------------------------------------------------------------------------------------------------
 
 
 def test_teams_is_off_without_teams_settings() -> None:

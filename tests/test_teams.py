@@ -1,4 +1,4 @@
-"""Teams tab tokens (issue 11): every check the Teams provider makes, each shown by a token that differs from a
+"""Teams tab tokens: every check the Teams provider makes, each shown by a token that differs from a
 valid one in exactly that respect, against a real JWKS endpoint on 127.0.0.1. Kaizala is mocked (passing other
 requests through), so a test can also show that a Teams token never reaches it."""
 

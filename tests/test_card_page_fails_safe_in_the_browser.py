@@ -1,4 +1,4 @@
-"""Review 2: the card page and its preview in headless Chromium, against `python -m devserver` on 127.0.0.1.
+"""The card page and its preview in headless Chromium, against `python -m devserver` on 127.0.0.1.
 
 Everything stays on this machine: the "other origin" below is answered by Playwright itself.
 """

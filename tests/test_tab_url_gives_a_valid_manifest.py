@@ -1,4 +1,4 @@
-"""Review 2: `--tab-url` validation. Every --tab-url the build accepts must give a manifest that validates against
+"""`--tab-url` validation. Every --tab-url the build accepts must give a manifest that validates against
 Microsoft's schema and a `webApplicationInfo.resource` Entra accepts as an Application ID URI; anything else must be
 a PackageError (exit 2), not a package Teams refuses at upload (or an SSO that never works)."""
 

@@ -1,4 +1,4 @@
-"""Review 2: hostile bodies on the stand-in's dev endpoints must be answered as JSON 4xx, never a 500.
+"""Hostile bodies on the stand-in's dev endpoints must be answered as JSON 4xx, never a 500.
 
 In-process (werkzeug's test client, loopback peer and Host), so nothing leaves the machine.
 """
