@@ -1,5 +1,5 @@
-"""The Teams provider when settings change under cached identities, and against hostile keys and headers: each test failed
-until that was fixed.
+"""The Teams provider when settings change under cached identities, and against hostile keys and headers: each
+test failed until that was fixed.
 
 Fixtures come from tests/test_teams.py (a real JWKS endpoint on 127.0.0.1, Kaizala mocked)."""
 
@@ -46,9 +46,7 @@ def test_an_application_id_uri_that_is_not_ours_is_refused(entra: Entra, audienc
 # --- R2: settings that decide which tokens count are not re-checked for cached identities ------------------------
 
 
-def test_removing_a_client_app_cuts_off_its_cached_tokens(
-    entra: Entra, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_removing_a_client_app_cuts_off_its_cached_tokens(entra: Entra, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TEAMS_ALLOWED_CLIENT_APP_IDS", f"{TEAMS_DESKTOP},{OUTLOOK_WEB}")
     token = entra.token(azp=OUTLOOK_WEB)
     assert validate(token).status_code == 200
@@ -57,9 +55,7 @@ def test_removing_a_client_app_cuts_off_its_cached_tokens(
     assert_refused(validate(token), 403, "forbidden")  # the cached one is still served (200) for minutes
 
 
-def test_changing_the_client_id_cuts_off_tokens_for_the_old_app(
-    entra: Entra, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_changing_the_client_id_cuts_off_tokens_for_the_old_app(entra: Entra, monkeypatch: pytest.MonkeyPatch) -> None:
     token = entra.token()
     assert validate(token).status_code == 200
     monkeypatch.setenv("TEAMS_CLIENT_ID", "11111111-2222-4333-8444-555555555555")  # a new app registration
