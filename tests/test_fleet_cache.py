@@ -295,6 +295,28 @@ def test_a_lease_written_without_expiry_makes_nobody_wait(fleet_of, redis_db) ->
             fresh.fleet.close()
 
 
+def test_a_forged_lease_delays_a_miss_by_about_one_call_not_its_deadline(fleet_of, redis_db) -> None:
+    """A Redis writer keeps a forged lease (with an expiry an instance could have written) on a token: a waiter
+    gives up on it after about one upstream call and asks Kaizala itself. Before: 503 at the deadline (2 s)."""
+    with upstream_server(lambda _n, _t: Reply(body=identity_payload(), delay=0.1)) as up:
+        (instance,) = fleet_of(1, up.url)
+        token = make_jwt()
+        instance.get(token)  # the instance has now seen calls take ~0.1 s; the token's keys exist
+        client = redis_db.client()
+        (entry_key,) = [key for key in client.scan_iter(count=1000) if b":e:" in key]
+        instance.cache.clear()
+        client.delete(entry_key)
+        client.set(entry_key.replace(b":e:", b":l:"), b"someone else", px=50_000)
+        calls = up.count
+        started = time.monotonic()
+        identity, source = instance.get(token)
+        waited = time.monotonic() - started
+    assert identity.id == "user-1"
+    assert source == "miss"
+    assert up.count == calls + 1  # it asked Kaizala itself
+    assert waited < 0.8  # 2 x the observed call (at least 0.25 s), plus its own call: not the 2 s deadline
+
+
 def test_while_redis_is_skipped_an_expired_local_copy_serves_and_is_rechecked_in_the_background(
     fleet_of, own_redis
 ) -> None:

@@ -45,6 +45,8 @@ log = logging.getLogger("kaizala_auth")
 Source = Literal["hit", "fleet", "miss", "shared"]
 Admit = Callable[[Identity], bool]
 MAX_REFRESHES = 2
+LEASE_PATIENCE_FLOOR_SECONDS = 0.25
+LEASE_PATIENCE_COLD_SECONDS = 1.0
 
 
 def cache_key(token: str) -> str:
@@ -338,7 +340,16 @@ class IdentityCache:
             refreshing_until=entry.lives_until if call.flight is None and entry is not None else None,
             provider=self.provider.name,
             service=self.provider.service,
+            patience=self._lease_patience(),
         )
+
+    def _lease_patience(self) -> float:
+        """How long to wait on another instance's lease: about one upstream call (twice the observed call time,
+        at least LEASE_PATIENCE_FLOOR_SECONDS; LEASE_PATIENCE_COLD_SECONDS before any call was observed)."""
+        typical = self.admission.health(self.provider.name).typical
+        if typical is None:
+            return LEASE_PATIENCE_COLD_SECONDS
+        return max(LEASE_PATIENCE_FLOOR_SECONDS, 2 * typical)
 
     def _end(self, call: _Call, outcome: Identity | BaseException | None, result: Outcome) -> None:
         """The call is over and its outcome recorded: tell its waiters, then free its slot."""

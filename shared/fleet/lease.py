@@ -137,6 +137,7 @@ def resolve(
     refreshing_until: float | None = None,
     provider: Provider = KAIZALA,
     service: str = "Kaizala's identity service",
+    patience: float | None = None,
 ) -> Resolved | None:
     """The identity for `token` through the fleet. Typed errors as `fetch` raises them (InvalidToken for a
     rejection the fleet shares, KaizalaThrottled while the fleet is throttled).
@@ -145,6 +146,9 @@ def resolve(
     stored meanwhile, else refresh once for the fleet; None when another instance is refreshing it.
     `provider`: who checks this token; the fleet's record of the other provider is not this token's answer, and
     Kaizala's 429 holds back only calls to Kaizala.
+    `patience`: how long to wait on another instance's lease (about one upstream call) before asking upstream
+    ourselves, so a lease nobody will fulfil (a leader that hangs, or one a Redis writer forged) delays no one
+    longer than that; None: until the deadline.
     """
     if refreshing_until is not None:
         found = _settled(fleet.lookup(token).seen_by(provider), refreshing_until, provider)
@@ -169,12 +173,14 @@ def resolve(
     if not leading:
         if refreshing_until is not None:
             return None
-        found = _settled(fleet.await_result(token, deadline).seen_by(provider), None, provider)
+        waited_until = deadline if patience is None else min(deadline, time.monotonic() + patience)
+        found = _settled(fleet.await_result(token, waited_until).seen_by(provider), None, provider)
         if found is not None:
             return found
         if time.monotonic() >= deadline:
             raise IdentityUnavailable.too_slow(service)
-        # The lease ended without a result (its leader failed or died) or Redis failed: ask Kaizala ourselves.
+        # The lease ended without a result (its leader failed or died), it outlasted our patience, or Redis
+        # failed: ask upstream ourselves.
     return _ask_upstream(fleet, token, fetch, deadline, rejection_until=rejection_until, lives_until=lives_until)
 
 
