@@ -18,6 +18,17 @@ def test_defaults_keep_redis_off(monkeypatch: pytest.MonkeyPatch) -> None:
     assert fleet.local_cache_seconds == 30
 
 
+def test_an_unresolved_key_vault_reference_is_not_taken_as_the_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Azure hands the app the reference's own text when it cannot resolve it: over 32 characters, and public."""
+    monkeypatch.setenv("TOKEN_CACHE_REDIS_URL", "redis://127.0.0.1:6379/0")
+    reference = "@Microsoft.KeyVault(VaultName=kv-contoso;SecretName=token-cache-redis-secret)"
+    monkeypatch.setenv("TOKEN_CACHE_REDIS_SECRET", reference)
+    with pytest.raises(SettingsError) as caught:
+        current_settings()
+    assert caught.value.setting == "TOKEN_CACHE_REDIS_SECRET"
+    assert "Key Vault reference" in caught.value.problem
+
+
 @pytest.mark.parametrize(
     "url",
     [

@@ -70,6 +70,9 @@ def redis_url(raw: str | None) -> str | None:
     return url
 
 
+KEY_VAULT_REFERENCE = "@microsoft.keyvault("
+
+
 def redis_secret(raw: str | None, *, required: bool) -> bytes | None:
     """The deployment's sealing secret: without it, anyone able to write to Redis could seal a made-up identity
     under a made-up token, and anyone able to read it could test guessed user ids against the purge index."""
@@ -82,6 +85,14 @@ def redis_secret(raw: str | None, *, required: bool) -> bytes | None:
                 f"{MIN_REDIS_SECRET_CHARS} characters, e.g. `openssl rand -base64 32`, the same on every instance)",
             )
         return None
+    if value.lower().startswith(KEY_VAULT_REFERENCE):
+        # Azure passes an unresolved Key Vault reference through as its own text, which anyone can read in the
+        # deployment's template: sealing with it would be sealing with a published secret.
+        raise SettingsError(
+            "TOKEN_CACHE_REDIS_SECRET",
+            "is an unresolved Key Vault reference: give the app's identity access to the secret (Key Vault Secrets "
+            "User) and check the reference's status in the portal",
+        )
     if len(value) < MIN_REDIS_SECRET_CHARS or not value.isascii():
         raise SettingsError(
             "TOKEN_CACHE_REDIS_SECRET", f"must be at least {MIN_REDIS_SECRET_CHARS} ASCII characters (got fewer)"
