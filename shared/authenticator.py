@@ -35,7 +35,8 @@ log = logging.getLogger("kaizala_auth")
 class Authenticator:
     def __init__(self) -> None:
         self.admission = Admission()  # KAIZALA_MAX_CONCURRENT_CALLS for every provider's calls together
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # configuration
+        self._once = threading.Lock()  # the clients below are each made once, on first use
         self._settings: Settings | None = None
         self._kaizala_client: KaizalaClient | None = None
         self._teams_verifier: TeamsVerifier | None = None
@@ -101,15 +102,19 @@ class Authenticator:
     def kaizala_client(self) -> KaizalaClient:
         """One Session per worker process: connections are reused across invocations."""
         if self._kaizala_client is None:
-            self._kaizala_client = KaizalaClient()
+            with self._once:
+                if self._kaizala_client is None:
+                    self._kaizala_client = KaizalaClient()
         return self._kaizala_client
 
     def teams_verifier(self) -> "TeamsVerifier":
         """One verifier (and one cache of Entra's signing keys) per worker process."""
         if self._teams_verifier is None:
-            from .providers.teams import TeamsVerifier  # noqa: PLC0415 - see _apply
+            with self._once:
+                if self._teams_verifier is None:
+                    from .providers.teams import TeamsVerifier  # noqa: PLC0415 - see _apply
 
-            self._teams_verifier = TeamsVerifier()
+                    self._teams_verifier = TeamsVerifier()
         return self._teams_verifier
 
     def close(self) -> None:
@@ -180,16 +185,15 @@ class Authenticator:
     def _route(self, token: str, key: str) -> IdentityCache:
         """Which provider's cache answers for `token`. A token a provider has already checked stays with it,
         unread; otherwise the first provider that claims it (what it says about itself grants nothing: the
-        provider checks everything) screens it."""
+        provider checks everything). One provider: it takes every token (its shape was checked already)."""
         order = self._order
-        if len(order) > 1:
-            for cache in order:
-                if cache.holds(key):
-                    return cache
+        if len(order) == 1:
+            return order[0]
         for cache in order:
-            if cache.provider.claims(token):
-                if len(order) > 1:
-                    cache.provider.screen(token)
+            if cache.holds(key):
+                return cache
+        for cache in order:
+            if cache.provider.claim(token):
                 return cache
         raise AssertionError("the last provider claims every token")  # pragma: no cover
 

@@ -175,7 +175,7 @@ class Admission:
                 waiting = ticket in self._line  # False: woken without a slot (its upstream throttles or fails)
                 try:
                     if self._clock() >= deadline:
-                        raise Shed(f"{service} did not answer in time. Try again shortly.", "busy", 1)
+                        raise Shed(IdentityUnavailable.too_slow(service).message, "busy", BUSY_RETRY_AFTER_SECONDS)
                     self._judge(ticket, position=self._line.index(ticket) if waiting else 0)
                 except Shed:
                     if waiting:

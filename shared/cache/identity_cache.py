@@ -33,7 +33,7 @@ from ..errors import IdentityBadResponse, IdentityUnavailable, InvalidToken, Kai
 from ..forking import reset_in_child
 from ..identity import Identity
 from ..providers.base import IdentityProvider
-from .admission import Admission, Outcome, Shed, Slot
+from .admission import Admission, Outcome, Slot
 from .entry import Entry, Lifetimes
 from .flight import Flight, wait
 
@@ -163,15 +163,15 @@ class IdentityCache:
         fleet = self._fleet
         with self._lock:
             entry = self._entry(key)
-            refresh = self._claim_refresh(key, entry) if entry is not None else None
+            refresh = self._claim_refresh(key, token, entry) if entry is not None else None
             ask_fleet = entry is None and fleet is not None and key not in self._rejections
             purges = self._purges
         if entry is not None:
             if refresh is not None:
-                self._start_call(replace(refresh, token=token, not_after=entry.not_after))
+                self._start_call(refresh)
             return entry.identity, "hit"
         not_after = self.provider.expiry(token)  # only on a miss: a cached entry never outlives its exp
-        if ask_fleet and fleet is not None and not self._flight.in_flight(key) and self._time_for(fleet, deadline):
+        if ask_fleet and fleet is not None and not self._flight.in_flight(key) and fleet.fits(deadline):
             identity = self._adopt(key, not_after, fleet.lookup(token), purges)
             if identity is not None:
                 return identity, "fleet"
@@ -198,16 +198,13 @@ class IdentityCache:
     def _too_slow(self) -> TooSlow:
         return IdentityUnavailable.too_slow(self.provider.service)
 
-    def _time_for(self, fleet: "FleetCache", deadline: float) -> bool:
-        return deadline - time.monotonic() > fleet.timeout
-
     def _entry(self, key: str) -> Entry | None:
         """Under the lock: the entry for `key` while it may serve."""
         entry = self._admitted.get(key)
         if entry is None:
             entry = self._refused.get(key)
         fleet = self._fleet
-        skipped = fleet is not None and fleet.breaker.is_open
+        skipped = fleet is not None and fleet.skipped
         if entry is None or not self.lifetimes.serves(entry, self._timer(), fleet_skipped=skipped):
             return None
         return entry
@@ -249,9 +246,8 @@ class IdentityCache:
 
     # --- background refresh ------------------------------------------------------------------------------------
 
-    def _claim_refresh(self, key: str, entry: Entry) -> _Call | None:
-        """Under the lock: a refresh of `entry` when one is due and can start now; otherwise none (never queue).
-        The call's token is filled in by the caller."""
+    def _claim_refresh(self, key: str, token: str, entry: Entry) -> _Call | None:
+        """Under the lock: a refresh of `entry` when one is due and can start now; otherwise none (never queue)."""
         now = self._timer()
         if not self.lifetimes.due(entry, now) or not self.lifetimes.extends(entry, now):
             return None
@@ -265,7 +261,7 @@ class IdentityCache:
         if slot is None:
             return None
         self._refreshing.add(key)
-        return _Call(key, "", entry.not_after, slot.deadline, slot, flight=None)
+        return _Call(key, token, entry.not_after, slot.deadline, slot, flight=None)
 
     # --- the call ----------------------------------------------------------------------------------------------
 
@@ -323,7 +319,7 @@ class IdentityCache:
         def verify(deadline: float) -> Identity:
             return self.provider.verify(call.token, deadline)
 
-        if fleet is None or call.deadline - time.monotonic() < 2 * fleet.timeout:
+        if fleet is None or not fleet.fits(call.deadline, round_trips=2):
             return verify(call.deadline), None  # no Redis, or no time for it as well: as without it
         from ..fleet.lease import resolve  # noqa: PLC0415 - only with Redis, like shared.fleet itself
 
@@ -413,6 +409,4 @@ def _outcome_of(error: BaseException) -> Outcome:
         return "timeout"
     if isinstance(error, IdentityBadResponse):
         return "bad_response"
-    if isinstance(error, Shed):  # not a call's outcome, but never counted as one either
-        return "unavailable"
     return "unavailable"

@@ -57,6 +57,15 @@ class FleetCache:
 
     # --- identities, rejections, the throttle ------------------------------------------------------------------
 
+    @property
+    def skipped(self) -> bool:
+        """Whether Redis is being skipped now (it failed a few times in a row): callers serve as without it."""
+        return self.breaker.is_open
+
+    def fits(self, deadline: float, round_trips: int = 1) -> bool:
+        """Whether `round_trips` Redis operations still fit before `deadline` (time.monotonic())."""
+        return deadline - time.monotonic() > round_trips * self.timeout
+
     def lookup(self, token: str) -> SharedState:
         """The token's shared identity or rejection (they share one key): one GET, the cheapest round trip.
         NOTHING when Redis fails or is skipped. The fleet's throttle is read where it matters, before anyone

@@ -1,7 +1,7 @@
 """What a provider is: who checks a kind of token. One module per provider; a third is one more module.
 
 Like Starlette's `AuthenticationBackend`: the authenticator asks each configured provider, in order, whether a
-token is its kind (`claims`), runs its local checks (`screen`), and caches what `verify` answers.
+token is its kind (`claim`, which also runs the provider's local checks), and caches what `verify` answers.
 """
 
 from abc import ABC, abstractmethod
@@ -17,12 +17,10 @@ class IdentityProvider(ABC):
     renew: ClassVar[str]  # how the caller gets a new token
     max_token_length: ClassVar[int]
 
-    def claims(self, token: str) -> bool:
-        """Whether `token` is this provider's kind, from what it says about itself (it grants nothing)."""
+    def claim(self, token: str) -> bool:
+        """Whether `token` is this provider's kind, from what it says about itself (it grants nothing); raises a
+        typed error to refuse a token of its kind by local checks, before any cache or call."""
         return True
-
-    def screen(self, token: str) -> None:  # noqa: B027 - an optional hook: most providers screen nothing
-        """Local checks before any cache or call: raise a typed error to refuse the token."""
 
     def expiry(self, token: str) -> float | None:
         """The token's `exp`: no cache entry outlives it. Raises InvalidToken for an expired or unreadable one."""

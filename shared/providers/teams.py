@@ -67,13 +67,12 @@ class Teams(IdentityProvider):
         self.settings = settings
         self.verifier = verifier  # the process's one verifier (and its signing keys)
 
-    def claims(self, token: str) -> bool:
-        return entra_issuer(token) is not None
-
-    def screen(self, token: str) -> None:
+    def claim(self, token: str) -> bool:
         issuer = entra_issuer(token)
-        if issuer is not None:  # a tenant we never trust: 403 before any key fetch
-            allowed_tenant(issuer, self.settings)
+        if issuer is None:
+            return False
+        allowed_tenant(issuer, self.settings)  # a tenant we never trust: 403 before any key fetch
+        return True
 
     def verify(self, token: str, deadline: float) -> Identity:
         return self.verifier().verify(token, self.settings, deadline)
