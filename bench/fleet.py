@@ -1,4 +1,4 @@
-"""The fleet figures of `make bench` (issue 9): the in-process cache in front of Redis, side by side with the
+"""The fleet figures of `make bench`: the in-process cache in front of Redis, side by side with the
 in-process cache alone, against throwaway `redis-server`s (free loopback port, no persistence, stopped afterwards)
 and the Kaizala stand-in.
 

@@ -1,4 +1,4 @@
-"""The Teams figures of `make bench` (issue 11): a Teams tab's token next to the 401 floor and a cached Kaizala
+"""The Teams figures of `make bench`: a Teams tab's token next to the 401 floor and a cached Kaizala
 token, measured interleaved in this process against the Entra ID and Kaizala stand-in, and the signing-key fetches
 a burst of tokens with made-up key ids causes. Entry point: `teams_figures()`, rows as (figure, measured, target,
 met)."""

@@ -2,7 +2,7 @@
 
 N function-host processes (`python -m devserver.instance`) share this process's Kaizala stand-in and, with
 `--redis` (a throwaway `redis-server` on a free loopback port, stopped on exit) or `--redis-url`, one Redis: the
-scale-out of issue 9, to see and measure on one machine. Instances listen on consecutive ports from `--port`
+scale-out across instances, to see and measure on one machine. Instances listen on consecutive ports from `--port`
 (skipping the stand-in's), or on free ports with `--port 0`. Their logs come through prefixed `instance <n>:`.
 Ctrl-C or SIGTERM stops every instance, then the throwaway redis-server, then the stand-in.
 

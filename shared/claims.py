@@ -7,6 +7,7 @@ import math
 import time
 from typing import Any
 
+from . import messages as say
 from .errors import InvalidToken
 from .http import untrusted_json
 
@@ -22,9 +23,9 @@ def unverified_payload(token: str) -> dict[str, Any] | None:
     try:
         payload = untrusted_json.parse(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
     except (binascii.Error, ValueError):  # not base64url, or untrusted_json.NotJson
-        raise InvalidToken("The token looks like a JWT but its payload is not readable JSON.") from None
+        raise InvalidToken(say.JWT_PAYLOAD_NOT_JSON) from None
     if not isinstance(payload, dict):
-        raise InvalidToken("The token looks like a JWT but its payload is not a JSON object.")
+        raise InvalidToken(say.JWT_PAYLOAD_NOT_OBJECT)
     return payload
 
 
@@ -42,14 +43,14 @@ def expiry(token: str, renew: str, now: float | None = None) -> float | None:
     if exp is None:
         return None
     if isinstance(exp, bool) or not isinstance(exp, int | float):
-        raise InvalidToken("The token's expiry (exp) is not a number.")
+        raise InvalidToken(say.EXPIRY_NOT_A_NUMBER)
     try:
         exp = float(exp)
     except OverflowError:  # an integer beyond any float: no real token expires after the end of time
         exp = math.inf
     if not math.isfinite(exp):
-        raise InvalidToken("The token's expiry (exp) is not a usable number.")
+        raise InvalidToken(say.EXPIRY_NOT_USABLE)
     current = time.time() if now is None else now
     if exp + CLOCK_SKEW_SECONDS < current:
-        raise InvalidToken(f"The token has expired. {renew}")
+        raise InvalidToken(say.expired(renew))
     return exp

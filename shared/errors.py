@@ -5,13 +5,15 @@
 
 from typing import ClassVar
 
+from . import messages
+
 BEARER_CHALLENGE = 'Bearer realm="kaizala"'
 
 
 class ApiError(Exception):
     status: ClassVar[int] = 500
     code: ClassVar[str] = "internal_error"
-    default_message: ClassVar[str] = "Something went wrong on our side. Try again; if it persists, tell the API owner."
+    default_message: ClassVar[str] = messages.INTERNAL
 
     def __init__(self, message: str | None = None) -> None:
         self.message = message or self.default_message
@@ -25,16 +27,13 @@ class ApiError(Exception):
 class InvalidRequest(ApiError):
     status = 400
     code = "invalid_request"
-    default_message = "The request is malformed."
+    default_message = messages.REQUEST_MALFORMED
 
 
 class MissingToken(ApiError):
     status = 401
     code = "missing_token"
-    default_message = (
-        "No Kaizala token was sent. Get one with KASClient.App.getIntegerationServiceTokenAsync and send it as "
-        "'Authorization: Bearer <token>'."
-    )
+    default_message = messages.NO_KAIZALA_TOKEN
 
     @property
     def headers(self) -> dict[str, str]:
@@ -43,17 +42,13 @@ class MissingToken(ApiError):
     @classmethod
     def teams_too(cls) -> "MissingToken":
         """With Teams configured: the token may come from a card or from a Teams tab."""
-        return cls(
-            "No token was sent. In a Kaizala card get one with KASClient.App.getIntegerationServiceTokenAsync, in a "
-            "Teams tab with microsoftTeams.authentication.getAuthToken(), and send it as 'Authorization: Bearer "
-            "<token>'."
-        )
+        return cls(messages.NO_TOKEN_KAIZALA_OR_TEAMS)
 
 
 class InvalidToken(ApiError):
     status = 401
     code = "invalid_token"
-    default_message = "The Kaizala token is invalid or expired. Get a new one and try again."
+    default_message = messages.INVALID_TOKEN
     lasting: ClassVar[bool] = True  # the same token will be refused again: remember it (here and in the fleet)
 
     @property
@@ -64,8 +59,8 @@ class InvalidToken(ApiError):
     def remembered(cls, provider: str = "kaizala") -> "InvalidToken":
         """The rejection of this token, remembered (here or by the fleet) instead of checked again."""
         if provider == "teams":
-            return cls("This Teams token was refused moments ago. Get a new one with getAuthToken and try again.")
-        return cls("Kaizala rejected this token moments ago. Get a new one and try again.")
+            return cls(messages.TEAMS_REJECTED_RECENTLY)
+        return cls(messages.KAIZALA_REJECTED_RECENTLY)
 
 
 class KeyNotYetKnown(InvalidToken):
@@ -78,13 +73,13 @@ class KeyNotYetKnown(InvalidToken):
 class Forbidden(ApiError):
     status = 403
     code = "forbidden"
-    default_message = "This card (or user) is not allowed to call this API."
+    default_message = messages.FORBIDDEN
 
 
 class ServerMisconfigured(ApiError):
     status = 500
     code = "server_misconfigured"
-    default_message = "The API is not configured correctly. Tell the API owner to check its app settings."
+    default_message = messages.MISCONFIGURED
 
 
 class InternalError(ApiError):
@@ -94,13 +89,13 @@ class InternalError(ApiError):
 class IdentityBadResponse(ApiError):
     status = 502
     code = "identity_bad_response"
-    default_message = "Kaizala's identity service gave an answer we could not use. Try again later."
+    default_message = messages.KAIZALA_BAD_RESPONSE
 
 
 class IdentityUnavailable(ApiError):
     status = 503
     code = "identity_unavailable"
-    default_message = "Kaizala's identity service is unavailable right now. Try again shortly."
+    default_message = messages.KAIZALA_UNAVAILABLE
     DEFAULT_RETRY_AFTER: ClassVar[int] = 5
 
     def __init__(self, message: str | None = None, retry_after: int | None = None) -> None:
@@ -114,7 +109,7 @@ class IdentityUnavailable(ApiError):
     @classmethod
     def too_slow(cls, service: str) -> "TooSlow":
         """The validation's deadline passed before `service` answered."""
-        return TooSlow(f"{service} did not answer in time. Try again shortly.")
+        return TooSlow(messages.too_slow(service))
 
 
 class TooSlow(IdentityUnavailable):
@@ -128,4 +123,4 @@ class KaizalaThrottled(IdentityUnavailable):
     @classmethod
     def holding(cls, seconds: int) -> "KaizalaThrottled":
         """A 429 received earlier (here or by the fleet) still holds for `seconds`."""
-        return cls("Kaizala asked us to slow down. Try again shortly.", retry_after=seconds)
+        return cls(messages.KAIZALA_THROTTLED, retry_after=seconds)

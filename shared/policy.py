@@ -6,6 +6,7 @@ settings), the requesting app and the token's audience; a Teams identity is refu
 configured. A blocked user is refused first.
 """
 
+from . import messages as say
 from .errors import Forbidden
 from .identity import TEAMS, Identity
 from .settings import ANY_ACTION_PACKAGE, Settings
@@ -32,33 +33,29 @@ def refusal(identity: Identity, settings: Settings) -> Refused | None:
     if identity.provider == TEAMS:
         return _teams_refusal(identity, settings)
     if identity.id in settings.blocked_user_ids:
-        return Refused("This Kaizala user is blocked from this API.", USER_BLOCKED)
+        return Refused(say.KAIZALA_USER_BLOCKED, USER_BLOCKED)
     allowed_cards = settings.allowed_action_package_ids
     if allowed_cards != {ANY_ACTION_PACKAGE} and identity.action_package_id not in allowed_cards:
-        return Refused(
-            "This token was issued to a card that is not allowed to call this API "
-            "(its actionPackageId is not in KAIZALA_ALLOWED_ACTION_PACKAGE_IDS).",
-            CARD_NOT_ALLOWED,
-        )
+        return Refused(say.KAIZALA_CARD_NOT_ALLOWED, CARD_NOT_ALLOWED)
     if settings.allowed_user_ids and identity.id not in settings.allowed_user_ids:
-        return Refused("This Kaizala user is not allowed to call this API.", USER_NOT_ALLOWED)
+        return Refused(say.KAIZALA_USER_NOT_ALLOWED, USER_NOT_ALLOWED)
     return None
 
 
 def _teams_refusal(identity: Identity, settings: Settings) -> Refused | None:
     teams = settings.teams
     if teams is None:  # Teams was switched off: identities it vouched for earlier no longer count
-        return Refused("This API does not accept Microsoft Teams sign-ins.", TEAMS_OFF)
+        return Refused(say.TEAMS_OFF, TEAMS_OFF)
     if identity.id in teams.blocked_user_ids:
-        return Refused("This Teams user is blocked from this API.", USER_BLOCKED)
+        return Refused(say.TEAMS_USER_BLOCKED, USER_BLOCKED)
     if identity.tenant_id not in teams.allowed_tenant_ids:
-        return Refused("Tokens from this Microsoft Entra tenant are not allowed to call this API.", TENANT_NOT_ALLOWED)
+        return Refused(say.TEAMS_TENANT_NOT_ALLOWED, TENANT_NOT_ALLOWED)
     if identity.client_app_id not in teams.allowed_client_app_ids:
-        return Refused("The app that requested this token is not allowed to call this API.", CLIENT_APP_NOT_ALLOWED)
+        return Refused(say.TEAMS_CLIENT_APP_NOT_ALLOWED, CLIENT_APP_NOT_ALLOWED)
     if identity.audience is None or not teams.accepts_audience(identity.audience):
-        return Refused("This token was issued for another app registration (TEAMS_CLIENT_ID).", AUDIENCE_CHANGED)
+        return Refused(say.TEAMS_AUDIENCE_CHANGED, AUDIENCE_CHANGED)
     if teams.allowed_user_ids and identity.id not in teams.allowed_user_ids:
-        return Refused("This Teams user is not allowed to call this API.", USER_NOT_ALLOWED)
+        return Refused(say.TEAMS_USER_NOT_ALLOWED, USER_NOT_ALLOWED)
     return None
 
 

@@ -4,6 +4,7 @@ import re
 
 import azure.functions as func
 
+from . import messages as say
 from .errors import InvalidRequest, InvalidToken, MissingToken
 from .http import untrusted_json
 
@@ -19,9 +20,7 @@ _BEARER = re.compile(r"bearer(?:\s+(.*))?", re.IGNORECASE | re.DOTALL)
 def refuse_token_in_query(req: func.HttpRequest) -> None:
     """URLs end up in access logs and browser history, so a token there is refused before anything else."""
     if any(name.lower() in QUERY_TOKEN_NAMES for name in req.params):
-        raise InvalidRequest(
-            "Do not put the token in the URL; send it as 'Authorization: Bearer <token>'. Treat that token as leaked."
-        )
+        raise InvalidRequest(say.TOKEN_IN_URL)
 
 
 def body_token(req: func.HttpRequest) -> str | None:
@@ -30,18 +29,18 @@ def body_token(req: func.HttpRequest) -> str | None:
     if not body or not body.strip():
         return None
     if len(body) > MAX_BODY_BYTES:
-        raise InvalidRequest(f'The body is larger than {MAX_BODY_BYTES} bytes; send only {{"token": "<token>"}}.')
+        raise InvalidRequest(say.body_too_large(MAX_BODY_BYTES))
     try:
         payload = untrusted_json.parse(body)
     except untrusted_json.NotJson:
-        raise InvalidRequest('The body must be JSON like {"token": "<token>"}.') from None
+        raise InvalidRequest(say.BODY_NOT_JSON) from None
     if not isinstance(payload, dict):
-        raise InvalidRequest('The body must be a JSON object like {"token": "<token>"}.')
+        raise InvalidRequest(say.BODY_NOT_OBJECT)
     if "token" not in payload:
         return None
     token = payload["token"]
     if not isinstance(token, str):  # null too: a card whose token call failed should hear about it
-        raise InvalidRequest('The body\'s "token" must be a string.')
+        raise InvalidRequest(say.BODY_TOKEN_NOT_TEXT)
     return token or None
 
 
@@ -68,6 +67,6 @@ def check_shape(token: str, max_length: int = MAX_TOKEN_LENGTH) -> None:
     limit, or with Teams configured, Entra's larger one until the token's provider is known)."""
     if len(token) > max_length:
         kind = "a Kaizala token" if max_length == MAX_TOKEN_LENGTH else "a token this API accepts"
-        raise InvalidToken(f"The token is longer than {max_length} characters; it is not {kind}.")
+        raise InvalidToken(say.token_too_long(max_length, kind))
     if not _PRINTABLE_NO_SPACE.fullmatch(token):
-        raise InvalidToken("The token has characters a Kaizala token cannot have (spaces or non-printable ASCII).")
+        raise InvalidToken(say.TOKEN_CHARACTERS)

@@ -1,15 +1,27 @@
+"""Fixtures every test module may ask for by name: working settings, no secrets in logs, real redis-servers, the
+Entra ID stand-in with a real JWKS endpoint (Teams), and headless Chromium against the local function host."""
+
 import logging
+import os
+import shutil
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import pytest
+import requests
+import requests_mock
 
 if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
+
+    from tests.devserver_process import DevServer
     from tests.redis_server import RedisServer
 
 import shared
+from shared.authenticator import root
 from shared.settings import SETTING_NAMES
-from tests.helpers import CARD_ID, SECRETS
+from tests.entra import CLIENT_ID, TENANT, Entra
+from tests.helpers import CARD_ID, SECRETS, Reply, Upstream, identity_payload, origin, upstream_server
 
 MOCK_URL = "https://kaizala.test/v1/users/me"
 FLEET_SETTINGS = (
@@ -19,6 +31,18 @@ FLEET_SETTINGS = (
     "TOKEN_CACHE_LOCAL_SECONDS",
 )
 TEAMS_SETTINGS = tuple(name for name in SETTING_NAMES if name.startswith("TEAMS_"))
+APPLICATION_ID_URI = f"api://contoso.example/{CLIENT_ID}"  # the v1 tokens' aud in tests/entra.py
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+# Flags for a closed network and a root user, as Debian's Chromium needs them in a sandboxed CI.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 class _Recorder(logging.Handler):
@@ -95,3 +119,84 @@ def own_redis() -> Iterator["RedisServer"]:
 
     with redis_server() as running:
         yield running
+
+
+# --- Teams: the Entra ID stand-in and a real JWKS endpoint; a module turns Teams on with usefixtures("teams_on") --
+
+
+@pytest.fixture(scope="module")
+def entra() -> Entra:
+    return Entra()
+
+
+@pytest.fixture(scope="module")
+def jwks_server(entra: Entra) -> Iterator[Upstream]:
+    """The tenant's JWKS on 127.0.0.1, answering with whatever keys `entra` publishes at the time."""
+    with upstream_server(lambda _n, _t: Reply(body=entra.jwks(), headers={"Cache-Control": "max-age=86400"})) as up:
+        yield up
+
+
+@pytest.fixture
+def keys_endpoint(jwks_server: Upstream) -> Upstream:
+    """The JWKS server, its calls counted from this test's start."""
+    with jwks_server.lock:
+        jwks_server.calls.clear()
+    return jwks_server
+
+
+@pytest.fixture
+def kaizala() -> Iterator[object]:
+    """Kaizala's users/me, mocked; other requests (the keys endpoint) go out for real. Yields the users/me matcher,
+    whose call_count counts only calls to Kaizala."""
+    with requests_mock.Mocker(real_http=True) as mocker:
+        yield mocker.get(MOCK_URL, json=identity_payload("kaizala-user"))
+
+
+@pytest.fixture
+def teams_on(monkeypatch: pytest.MonkeyPatch, keys_endpoint: Upstream, entra: Entra) -> None:
+    """Teams configured for the stand-in's tenant and app registration, with fresh signing keys."""
+    monkeypatch.setenv("TEAMS_CLIENT_ID", CLIENT_ID)
+    monkeypatch.setenv("TEAMS_APPLICATION_ID_URI", APPLICATION_ID_URI)
+    monkeypatch.setenv("TEAMS_ALLOWED_TENANT_IDS", TENANT)
+    monkeypatch.setenv("TEAMS_AUTHORITY", origin(keys_endpoint))
+    root().forget_signing_keys()
+    entra.published = [entra.current]
+
+
+# --- The card in headless Chromium, against `python -m devserver` ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def card_server() -> Iterator["DevServer"]:
+    from tests.devserver_process import devserver
+
+    with devserver() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator["Browser"]:
+    """Headless Chromium; the test skips without it (fails instead with REQUIRE_BROWSER=1, as in CI)."""
+    if CHROMIUM is None:
+        if os.environ.get("REQUIRE_BROWSER") == "1":
+            raise RuntimeError("REQUIRE_BROWSER=1 but no chromium is installed (apt-get install chromium)")
+        pytest.skip("no Chromium on this machine (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: "Browser", card_server: "DevServer") -> Iterator["Page"]:
+    """A fresh browser context per test; the stand-in's injected faults are cleared after it."""
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    page.console_messages_seen = []  # type: ignore[attr-defined]
+    page.on("console", lambda message: page.console_messages_seen.append(message.text))  # type: ignore[attr-defined]
+    yield page
+    context.close()
+    requests.delete(f"{card_server.kaizala}/v1/dev/faults", timeout=5)

@@ -252,3 +252,21 @@ def _scripted_provider() -> type:
 
 
 ScriptedProvider = _scripted_provider()
+
+
+def validate(token: str) -> func.HttpResponse:
+    """ValidateToken's answer to `token` sent as a bearer token."""
+    import ValidateToken
+
+    return ValidateToken.main(request(token=token))
+
+
+def assert_refused(response: func.HttpResponse, status: int, code: str) -> None:
+    assert response.status_code == status, json_of(response)
+    assert json_of(response)["error"] == code
+
+
+def origin(upstream: Upstream) -> str:
+    """The scheme://host:port of a stand-in server (TEAMS_AUTHORITY takes an origin)."""
+    scheme, _, rest = upstream.url.partition("://")
+    return f"{scheme}://{rest.split('/', 1)[0]}"

@@ -6,10 +6,7 @@ from the Entra ID stand-in).
 """
 
 import json
-import os
-import shutil
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -23,55 +20,12 @@ from tests.shared_data import teams_js_bundle
 
 pytestmark = [pytest.mark.browser]
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-if CHROMIUM is None:
-    if os.environ.get("REQUIRE_BROWSER") == "1":
-        raise RuntimeError("REQUIRE_BROWSER=1 but no chromium is installed (apt-get install chromium)")
-    pytest.skip("no Chromium on this machine (apt-get install chromium)", allow_module_level=True)
-
-from playwright.sync_api import Browser, Page, Response, Route, expect, sync_playwright  # noqa: E402
-
-# Flags for a closed network and a root user, as Debian's Chromium needs them in a sandboxed CI.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from playwright.sync_api import Browser, Page, Response, Route, expect  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[DevServer]:
-    with devserver() as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
-
-
-@pytest.fixture
-def page(browser: Browser, server: DevServer) -> Iterator[Page]:
-    context = browser.new_context()
-    page = context.new_page()
-    page.set_default_timeout(10_000)
-    page.console_messages_seen = []  # type: ignore[attr-defined]
-    page.on("console", lambda message: page.console_messages_seen.append(message.text))  # type: ignore[attr-defined]
-    yield page
-    context.close()
-    requests.delete(f"{server.kaizala}/v1/dev/faults", timeout=5)
-
-
-def catalog(server: DevServer) -> list[dict[str, object]]:
+def catalog(card_server: DevServer) -> list[dict[str, object]]:
     response = requests.get(
-        f"{server.api}/api/ProtectedApi", headers={"Authorization": f"Bearer {server.mint()}"}, timeout=5
+        f"{card_server.api}/api/ProtectedApi", headers={"Authorization": f"Bearer {card_server.mint()}"}, timeout=5
     )
     products: list[dict[str, object]] = response.json()["products"]
     return products
@@ -133,15 +87,15 @@ def teams_users() -> list[dict[str, str]]:
     return users
 
 
-def teams_token(server: DevServer, **body: object) -> str:
-    response = requests.post(f"{server.kaizala}/v1/dev/teams-tokens", json=body, timeout=5)
+def teams_token(card_server: DevServer, **body: object) -> str:
+    response = requests.post(f"{card_server.kaizala}/v1/dev/teams-tokens", json=body, timeout=5)
     assert response.status_code == 201, response.text
     return secret(response.json()["token"])
 
 
-def expect_the_catalog(page: Page, server: DevServer) -> None:
+def expect_the_catalog(page: Page, card_server: DevServer) -> None:
     """The dropdown holds the whole catalog (after an empty choice), enabled, with no Retry offered."""
-    expected = [str(product["id"]) for product in catalog(server)]
+    expected = [str(product["id"]) for product in catalog(card_server)]
     expect(page.locator("#product option")).to_have_count(len(expected) + 1)
     assert product_option_values(page) == ["", *expected]
     expect(page.locator("#product")).to_be_enabled()
@@ -149,7 +103,7 @@ def expect_the_catalog(page: Page, server: DevServer) -> None:
     expect(page.locator("#retry")).to_be_hidden()
 
 
-def test_card_fills_the_dropdown_and_shows_the_user(page: Page, server: DevServer) -> None:
+def test_card_fills_the_dropdown_and_shows_the_user(page: Page, card_server: DevServer) -> None:
     minted: list[str] = []
     page.on(
         "response",
@@ -160,9 +114,9 @@ def test_card_fills_the_dropdown_and_shows_the_user(page: Page, server: DevServe
 
     traffic = watch(page)
 
-    page.goto(f"{server.kaizala}/card/")
+    page.goto(f"{card_server.kaizala}/card/")
     expect(page.locator("#user-name")).to_have_text("Signed in as Asha Rao")
-    expect_the_catalog(page, server)
+    expect_the_catalog(page, card_server)
 
     assert minted
     for token in minted:
@@ -174,8 +128,8 @@ def test_card_fills_the_dropdown_and_shows_the_user(page: Page, server: DevServe
     assert_no_token_leaks_and_nothing_off_the_machine(page, traffic)
 
 
-def test_expired_token_recovers_with_one_fresh_token(page: Page, server: DevServer) -> None:
-    expired = requests.post(f"{server.kaizala}/v1/dev/tokens", json={"ttlSeconds": 1}, timeout=5).json()
+def test_expired_token_recovers_with_one_fresh_token(page: Page, card_server: DevServer) -> None:
+    expired = requests.post(f"{card_server.kaizala}/v1/dev/tokens", json={"ttlSeconds": 1}, timeout=5).json()
     time.sleep(1.2)
     mints = {"count": 0}
 
@@ -190,17 +144,17 @@ def test_expired_token_recovers_with_one_fresh_token(page: Page, server: DevServ
     api_statuses: list[tuple[str, int]] = []
     page.on("response", lambda r: api_statuses.append((r.url, r.status)) if "/api/" in r.url else None)
 
-    page.goto(f"{server.kaizala}/card/")
+    page.goto(f"{card_server.kaizala}/card/")
     expect(page.locator("#user-name")).to_have_text("Signed in as Asha Rao")
-    expect(page.locator("#product option")).to_have_count(len(catalog(server)) + 1)
+    expect(page.locator("#product option")).to_have_count(len(catalog(card_server)) + 1)
     statuses = [status for _url, status in api_statuses if status != 204]
     assert statuses.count(401) == 2  # both calls were refused once with the expired token...
     assert statuses.count(200) == 2  # ...and both succeeded with the fresh one
     assert mints["count"] == 2  # one fresh token shared by both retries
 
 
-def test_card_not_allowed_says_so_without_retry(page: Page, server: DevServer) -> None:
-    page.goto(f"{server.kaizala}/card/?card=com.fabrikam.unknown")
+def test_card_not_allowed_says_so_without_retry(page: Page, card_server: DevServer) -> None:
+    page.goto(f"{card_server.kaizala}/card/?card=com.fabrikam.unknown")
     expect(page.locator("#status")).to_contain_text("not allowed")
     # The user did sign in (Kaizala vouched for the token): the heading says the card is the problem.
     expect(page.locator("#user-name")).to_have_text("This card isn't allowed")
@@ -208,34 +162,34 @@ def test_card_not_allowed_says_so_without_retry(page: Page, server: DevServer) -
     expect(page.locator("#product")).to_be_disabled()
 
 
-def test_unavailable_identity_service_offers_retry(page: Page, server: DevServer) -> None:
-    requests.put(f"{server.kaizala}/v1/dev/faults", json={"error_rate": 1, "error_status": 503}, timeout=5)
-    page.goto(f"{server.kaizala}/card/")
+def test_unavailable_identity_service_offers_retry(page: Page, card_server: DevServer) -> None:
+    requests.put(f"{card_server.kaizala}/v1/dev/faults", json={"error_rate": 1, "error_status": 503}, timeout=5)
+    page.goto(f"{card_server.kaizala}/card/")
     expect(page.locator("#status")).to_contain_text("busy")
     expect(page.locator("#retry")).to_be_visible()
-    requests.delete(f"{server.kaizala}/v1/dev/faults", timeout=5)
+    requests.delete(f"{card_server.kaizala}/v1/dev/faults", timeout=5)
     # Retry is held until the 503's Retry-After has passed (the API's default for a Kaizala outage: 5 s).
     expect(page.locator("#retry")).to_be_enabled(timeout=15_000)
     page.click("#retry")
-    expect(page.locator("#product option")).to_have_count(len(catalog(server)) + 1)
+    expect(page.locator("#product option")).to_have_count(len(catalog(card_server)) + 1)
     expect(page.locator("#retry")).to_be_hidden()
 
 
-def test_network_error_is_shown_never_a_blank_card(page: Page, server: DevServer) -> None:
-    page.goto(f"{server.kaizala}/card/?api=http://127.0.0.1:9")
+def test_network_error_is_shown_never_a_blank_card(page: Page, card_server: DevServer) -> None:
+    page.goto(f"{card_server.kaizala}/card/?api=http://127.0.0.1:9")
     expect(page.locator("#status")).to_contain_text("Cannot reach the product service")
     expect(page.locator("#retry")).to_be_visible()
     expect(page.locator("#user-name")).to_have_text("Not signed in")
 
 
 @pytest.mark.parametrize("width", [360, 390, 420])
-def test_card_keeps_a_margin_at_phone_width(browser: Browser, server: DevServer, width: int) -> None:
+def test_card_keeps_a_margin_at_phone_width(browser: Browser, card_server: DevServer, width: int) -> None:
     context = browser.new_context(viewport={"width": width, "height": 780}, device_scale_factor=2, is_mobile=True)
     try:
         page = context.new_page()
         page.set_default_timeout(10_000)
-        page.goto(f"{server.kaizala}/card/")
-        expect(page.locator("#product option")).to_have_count(len(catalog(server)) + 1)
+        page.goto(f"{card_server.kaizala}/card/")
+        expect(page.locator("#product option")).to_have_count(len(catalog(card_server)) + 1)
         box = page.locator(".card").bounding_box()
         assert box is not None
         inner_width = page.evaluate("window.innerWidth")
@@ -255,14 +209,14 @@ def test_card_keeps_a_margin_at_phone_width(browser: Browser, server: DevServer,
 # --- the same page as a Microsoft Teams tab ------------------------------------------------------------------------
 
 
-def test_teams_tab_fills_the_dropdown_and_shows_the_teams_user(page: Page, server: DevServer) -> None:
+def test_teams_tab_fills_the_dropdown_and_shows_the_teams_user(page: Page, card_server: DevServer) -> None:
     teams_js_bundle()  # the preview wraps the real teams-js (make test installs it; REQUIRE_TEAMS_JS=1 fails)
     traffic = watch(page)
     user = teams_users()[1]
 
-    page.goto(f"{server.kaizala}/card/?host=teams&user={user['id']}")
+    page.goto(f"{card_server.kaizala}/card/?host=teams&user={user['id']}")
     expect(page.locator("#user-name")).to_have_text(f"Signed in as {user['name']}")
-    expect_the_catalog(page, server)
+    expect_the_catalog(page, card_server)
 
     assert page.evaluate("document.documentElement.dataset.host") == "teams"
     # The real library, with only its two calls stood in, at the version teams/package.json pins.
@@ -282,10 +236,10 @@ def test_teams_tab_fills_the_dropdown_and_shows_the_teams_user(page: Page, serve
     assert_no_token_leaks_and_nothing_off_the_machine(page, traffic)
 
 
-def test_teams_token_for_another_tenant_says_so_without_retry(page: Page, server: DevServer) -> None:
+def test_teams_token_for_another_tenant_says_so_without_retry(page: Page, card_server: DevServer) -> None:
     teams_js_bundle()
     traffic = watch(page)
-    page.goto(f"{server.kaizala}/card/?host=teams&tenant=other")
+    page.goto(f"{card_server.kaizala}/card/?host=teams&tenant=other")
     expect(page.locator("#status")).to_contain_text("not allowed")
     # Entra did sign the user in (a genuine token): the heading says their tenant or account is the problem.
     expect(page.locator("#user-name")).to_have_text("Your account isn't allowed")
@@ -296,12 +250,12 @@ def test_teams_token_for_another_tenant_says_so_without_retry(page: Page, server
     assert_no_token_leaks_and_nothing_off_the_machine(page, traffic)
 
 
-def test_teams_expired_token_recovers_with_one_fresh_token(page: Page, server: DevServer) -> None:
+def test_teams_expired_token_recovers_with_one_fresh_token(page: Page, card_server: DevServer) -> None:
     teams_js_bundle()
     traffic = watch(page)
-    page.goto(f"{server.kaizala}/card/?host=teams&expired=1")
+    page.goto(f"{card_server.kaizala}/card/?host=teams&expired=1")
     expect(page.locator("#user-name")).to_have_text(f"Signed in as {teams_users()[0]['name']}")
-    expect(page.locator("#product option")).to_have_count(len(catalog(server)) + 1)
+    expect(page.locator("#product option")).to_have_count(len(catalog(card_server)) + 1)
     expect(page.locator("#retry")).to_be_hidden()
     assert traffic.statuses() == [200, 200, 401, 401]  # both calls refused once, then both succeeded
     assert traffic.teams_mints == 2  # one fresh token shared by both retries
@@ -345,11 +299,11 @@ def test_teams_entra_unreachable_offers_retry_then_succeeds(browser: Browser) ->
             context.close()
 
 
-def answers_200(server: DevServer, token: str, seconds: float = 30) -> bool:
+def answers_200(card_server: DevServer, token: str, seconds: float = 30) -> bool:
     give_up = time.monotonic() + seconds
     while time.monotonic() < give_up:
         response = requests.get(
-            f"{server.api}/api/ValidateToken", headers={"Authorization": f"Bearer {token}"}, timeout=5
+            f"{card_server.api}/api/ValidateToken", headers={"Authorization": f"Bearer {token}"}, timeout=5
         )
         if response.status_code == 200:
             return True
@@ -357,19 +311,19 @@ def answers_200(server: DevServer, token: str, seconds: float = 30) -> bool:
     return False
 
 
-def test_teams_network_error_is_shown_never_a_blank_tab(page: Page, server: DevServer) -> None:
+def test_teams_network_error_is_shown_never_a_blank_tab(page: Page, card_server: DevServer) -> None:
     teams_js_bundle()
-    page.goto(f"{server.kaizala}/card/?host=teams&api=http://127.0.0.1:9")
+    page.goto(f"{card_server.kaizala}/card/?host=teams&api=http://127.0.0.1:9")
     expect(page.locator("#status")).to_contain_text("Cannot reach the product service")
     expect(page.locator("#retry")).to_be_visible()
     expect(page.locator("#user-name")).to_have_text("Not signed in")
 
 
-def test_a_page_with_neither_sdk_says_where_to_open_it(page: Page, server: DevServer) -> None:
+def test_a_page_with_neither_sdk_says_where_to_open_it(page: Page, card_server: DevServer) -> None:
     for sdk in ("KASClient.js", "MicrosoftTeams.min.js"):
         page.route(f"**/card/{sdk}", lambda route: route.fulfill(status=200, content_type="text/javascript", body=""))
     traffic = watch(page)
-    page.goto(f"{server.kaizala}/card/")
+    page.goto(f"{card_server.kaizala}/card/")
     expect(page.locator("#status")).to_contain_text("Open this page in Kaizala or Microsoft Teams")
     expect(page.locator("#retry")).to_be_hidden()
     expect(page.locator("#product")).to_be_disabled()

@@ -9,7 +9,6 @@ import pytest
 
 from tests.devserver_process import DevServer
 from tests.shared_data import teams_js_bundle
-from tests.test_card_browser import browser, page, server  # noqa: F401 - fixtures
 
 pytestmark = [pytest.mark.browser]
 
@@ -18,8 +17,8 @@ from playwright.sync_api import Page, Route, expect  # noqa: E402
 
 @pytest.mark.parametrize("mode", ["", "host=teams&"])
 def test_a_link_cannot_send_a_freshly_minted_token_to_another_origin(
-    page: Page,  # noqa: F811
-    server: DevServer,  # noqa: F811
+    page: Page,
+    card_server: DevServer,
     mode: str,
 ) -> None:
     # devserver/kaizala.py:_preview_config took any http(s) URL from ?api=, and the preview then mints a token at
@@ -42,14 +41,14 @@ def test_a_link_cannot_send_a_freshly_minted_token_to_another_origin(
         )
 
     page.route("https://attacker.example/**", attacker)
-    page.goto(f"{server.kaizala}/card/?{mode}api=https://attacker.example")
+    page.goto(f"{card_server.kaizala}/card/?{mode}api=https://attacker.example")
     expect(page.locator("#status")).not_to_have_text("Loading…")
     assert sent == [], f"the preview sent {len(sent)} minted token(s) to an origin named in its URL"
 
 
 def test_an_api_answer_of_the_wrong_shape_never_leaves_the_card_loading(
-    page: Page,  # noqa: F811
-    server: DevServer,  # noqa: F811
+    page: Page,
+    card_server: DevServer,
 ) -> None:
     # card/app.js:load() calls showProducts() outside any try: a 200 whose JSON lacks `products` (a proxy, a
     # mis-set PRODUCTS_FILE behind another API version) throws a TypeError after the awaits; the promise rejects
@@ -67,15 +66,15 @@ def test_an_api_answer_of_the_wrong_shape_never_leaves_the_card_loading(
         )
 
     page.route("**/api/ProtectedApi", wrong_shape)
-    page.goto(f"{server.kaizala}/card/")
+    page.goto(f"{card_server.kaizala}/card/")
     expect(page.locator("#user-name")).to_have_text("Signed in as Asha Rao")
     expect(page.locator("#status")).not_to_have_text("Loading…")
     expect(page.locator("#retry")).to_be_visible()
 
 
 def test_a_kaizala_sdk_that_never_answers_does_not_leave_the_card_loading_forever(
-    page: Page,  # noqa: F811
-    server: DevServer,  # noqa: F811
+    page: Page,
+    card_server: DevServer,
 ) -> None:
     # The Teams path gives app.initialize() 15 s, then offers Retry; the Kaizala path (and teams-js getAuthToken)
     # waits forever on a callback that never comes: "Loading…" with no Retry. Fix: the same timeout around
@@ -86,13 +85,13 @@ def test_a_kaizala_sdk_that_never_answers_does_not_leave_the_card_loading_foreve
     page.route(
         "**/card/KASClient.js", lambda route: route.fulfill(status=200, content_type="text/javascript", body=silent)
     )
-    page.goto(f"{server.kaizala}/card/")
+    page.goto(f"{card_server.kaizala}/card/")
     expect(page.locator("#retry")).to_be_visible(timeout=25_000)
 
 
 def test_a_teams_sdk_that_never_gives_a_token_does_not_leave_the_tab_loading_forever(
-    page: Page,  # noqa: F811
-    server: DevServer,  # noqa: F811
+    page: Page,
+    card_server: DevServer,
 ) -> None:
     # The same bound for teams-js: app.initialize() answers, getAuthToken() never does. The page's clock is run
     # past the timeout rather than waiting it out.
@@ -106,7 +105,7 @@ def test_a_teams_sdk_that_never_gives_a_token_does_not_leave_the_tab_loading_for
         lambda route: route.fulfill(status=200, content_type="text/javascript", body=silent),
     )
     page.clock.install()
-    page.goto(f"{server.kaizala}/card/?host=teams")
+    page.goto(f"{card_server.kaizala}/card/?host=teams")
     expect(page.locator("#status")).to_have_text("Loading…")
     page.clock.run_for(20_000)
     expect(page.locator("#status")).to_contain_text("Microsoft Teams did not answer")
@@ -115,8 +114,8 @@ def test_a_teams_sdk_that_never_gives_a_token_does_not_leave_the_tab_loading_for
 
 
 def test_a_503_holds_retry_until_its_retry_after_has_passed(
-    page: Page,  # noqa: F811
-    server: DevServer,  # noqa: F811
+    page: Page,
+    card_server: DevServer,
 ) -> None:
     # The README says a 503 "offers a retry after Retry-After": Retry is shown at once but disabled, counting down,
     # and only then can be pressed.
@@ -136,7 +135,7 @@ def test_a_503_holds_retry_until_its_retry_after_has_passed(
         )
 
     page.route("**/api/*", busy)
-    page.goto(f"{server.kaizala}/card/")
+    page.goto(f"{card_server.kaizala}/card/")
     retry = page.locator("#retry")
     expect(page.locator("#status")).to_have_text("The sign-in service is busy. Try again in 3 seconds.")
     expect(retry).to_be_visible()

@@ -4,7 +4,6 @@ requests through), so a test can also show that a Teams token never reaches it."
 
 import json
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -16,7 +15,7 @@ import ProtectedApi
 import ValidateToken
 from shared.authenticator import root
 from shared.providers import signing_keys
-from tests.conftest import MOCK_URL, TEAMS_SETTINGS
+from tests.conftest import APPLICATION_ID_URI, MOCK_URL, TEAMS_SETTINGS
 from tests.entra import (
     CLIENT_ID,
     OTHER_TENANT,
@@ -28,62 +27,21 @@ from tests.entra import (
     Entra,
     SigningKey,
 )
-from tests.helpers import Reply, Upstream, b64url, identity_payload, json_of, make_jwt, request, upstream_server
+from tests.helpers import (
+    Reply,
+    Upstream,
+    assert_refused,
+    b64url,
+    json_of,
+    make_jwt,
+    origin,
+    request,
+    upstream_server,
+    validate,
+)
 
-APPLICATION_ID_URI = f"api://contoso.example/{CLIENT_ID}"  # the v1 tokens' aud in tests/entra.py
 TEAMS_FIELDS = {"provider", "id", "name", "tenantId", "userPrincipalName"}
-
-
-@pytest.fixture(scope="module")
-def entra() -> Entra:
-    return Entra()
-
-
-@pytest.fixture(scope="module")
-def jwks_server(entra: Entra) -> Iterator[Upstream]:
-    """The tenant's JWKS on 127.0.0.1, answering with whatever keys `entra` publishes at the time."""
-    with upstream_server(lambda _n, _t: Reply(body=entra.jwks(), headers={"Cache-Control": "max-age=86400"})) as up:
-        yield up
-
-
-@pytest.fixture
-def keys_endpoint(jwks_server: Upstream) -> Upstream:
-    """The JWKS server, its calls counted from this test's start."""
-    with jwks_server.lock:
-        jwks_server.calls.clear()
-    return jwks_server
-
-
-@pytest.fixture
-def kaizala() -> Iterator[object]:
-    """Kaizala's users/me, mocked; other requests (the keys endpoint) go out for real. Yields the users/me matcher,
-    whose call_count counts only calls to Kaizala."""
-    with requests_mock.Mocker(real_http=True) as mocker:
-        yield mocker.get(MOCK_URL, json=identity_payload("kaizala-user"))
-
-
-@pytest.fixture(autouse=True)
-def teams_on(monkeypatch: pytest.MonkeyPatch, keys_endpoint: Upstream, entra: Entra) -> None:
-    monkeypatch.setenv("TEAMS_CLIENT_ID", CLIENT_ID)
-    monkeypatch.setenv("TEAMS_APPLICATION_ID_URI", APPLICATION_ID_URI)
-    monkeypatch.setenv("TEAMS_ALLOWED_TENANT_IDS", TENANT)
-    monkeypatch.setenv("TEAMS_AUTHORITY", _origin(keys_endpoint))
-    root().forget_signing_keys()  # fresh signing keys per test
-    entra.published = [entra.current]
-
-
-def _origin(upstream: Upstream) -> str:
-    scheme, _, rest = upstream.url.partition("://")
-    return f"{scheme}://{rest.split('/', 1)[0]}"
-
-
-def validate(token: str):
-    return ValidateToken.main(request(token=token))
-
-
-def assert_refused(response, status: int, code: str) -> None:
-    assert response.status_code == status, json_of(response)
-    assert json_of(response)["error"] == code
+pytestmark = pytest.mark.usefixtures("teams_on")
 
 
 # --- a valid token ------------------------------------------------------------------------------------------------
@@ -241,7 +199,7 @@ def test_a_rotated_key_is_picked_up_and_the_retired_one_refused(
 
 def test_entra_unreachable_with_no_keys_is_503(entra: Entra, monkeypatch: pytest.MonkeyPatch) -> None:
     with upstream_server(lambda _n, _t: Reply(status=503, body={"error": "down"})) as down:
-        monkeypatch.setenv("TEAMS_AUTHORITY", _origin(down))
+        monkeypatch.setenv("TEAMS_AUTHORITY", origin(down))
         response = validate(entra.token())
     assert_refused(response, 503, "identity_unavailable")
     assert int(response.headers["Retry-After"]) >= 1
@@ -249,7 +207,7 @@ def test_entra_unreachable_with_no_keys_is_503(entra: Entra, monkeypatch: pytest
 
 def test_concurrent_first_requests_share_one_key_fetch(entra: Entra, monkeypatch: pytest.MonkeyPatch) -> None:
     with upstream_server(lambda _n, _t: Reply(body=entra.jwks(), delay=0.3)) as slow:
-        monkeypatch.setenv("TEAMS_AUTHORITY", _origin(slow))
+        monkeypatch.setenv("TEAMS_AUTHORITY", origin(slow))
         tokens = [entra.token(oid=f"{number:08d}-0000-4000-8000-000000000000") for number in range(16)]
         start = threading.Barrier(16)
 

@@ -1,9 +1,7 @@
 """The Teams provider when settings change under cached identities, and against hostile keys and headers: each
 test failed until that was fixed.
 
-Fixtures come from tests/test_teams.py (a real JWKS endpoint on 127.0.0.1, Kaizala mocked)."""
-
-# ruff: noqa: F811 - the fixtures imported from tests.test_teams are parameters of the same names
+Fixtures come from tests/conftest.py (a real JWKS endpoint on 127.0.0.1, Kaizala mocked)."""
 
 import time
 
@@ -13,16 +11,9 @@ from shared.authenticator import root
 from shared.providers import signing_keys
 from shared.providers.signing_keys import SigningKeys
 from tests.entra import CLIENT_ID, OUTLOOK_WEB, TEAMS_DESKTOP, TENANT, USER, Entra
-from tests.helpers import Reply, json_of, upstream_server
-from tests.test_teams import (  # noqa: F401 - fixtures, registered by name
-    assert_refused,
-    entra,
-    jwks_server,
-    kaizala,
-    keys_endpoint,
-    teams_on,
-    validate,
-)
+from tests.helpers import Reply, assert_refused, json_of, upstream_server, validate
+
+pytestmark = pytest.mark.usefixtures("teams_on")
 
 # --- R1: the audience check accepts api://<any host>/<client id> --------------------------------------------------
 

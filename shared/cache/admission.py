@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from .. import messages as say
 from ..errors import IdentityUnavailable
 from ..forking import reset_in_child
 
@@ -175,7 +176,7 @@ class Admission:
                 waiting = ticket in self._line  # False: woken without a slot (its upstream throttles or fails)
                 try:
                     if self._clock() >= deadline:
-                        raise Shed(IdentityUnavailable.too_slow(service).message, "busy", BUSY_RETRY_AFTER_SECONDS)
+                        raise Shed(say.too_slow(service), "busy", BUSY_RETRY_AFTER_SECONDS)
                     self._judge(ticket, position=self._line.index(ticket) if waiting else 0)
                 except Shed:
                     if waiting:
@@ -213,27 +214,21 @@ class Admission:
         health = self._health_of(ticket.provider)
         if now < health.throttled_until:
             raise Shed(
-                f"{ticket.service} asked us to slow down. Try again shortly.",
+                say.throttled(ticket.service),
                 "throttled",
                 math.ceil(health.throttled_until - now),
             )
         if health.failing(now):
-            raise Shed(f"{ticket.service} is failing right now. Try again shortly.", "unhealthy", self._retry_after())
+            raise Shed(say.failing(ticket.service), "unhealthy", self._retry_after())
         moving = sum(1 for slot in self._running if now - slot.started < self._health_of(slot.provider).overdue_after())
         moving += max(0, self.limit - len(self._running))  # free slots (a lowered limit can make this negative)
         if moving <= 0:
-            raise Shed(
-                f"{ticket.service} is not answering right now. Try again shortly.", "unhealthy", self._retry_after()
-            )
+            raise Shed(say.hanging(ticket.service), "unhealthy", self._retry_after())
         call = health.typical or 0.0
         # Whole rounds: the waiters ahead and this one leave the line `moving` at a time, one call apart.
         expected = math.ceil((position + 1) / moving) * call + call
         if now + expected + CHECK_SECONDS > ticket.deadline:
-            raise Shed(
-                f"Too many checks with {ticket.service} are in progress. Try again shortly.",
-                "busy",
-                BUSY_RETRY_AFTER_SECONDS,
-            )
+            raise Shed(say.busy(ticket.service), "busy", BUSY_RETRY_AFTER_SECONDS)
 
     def _retry_after(self) -> int:
         """When a slot is sure to be free again: the earliest deadline among the calls running (at least 1 s)."""

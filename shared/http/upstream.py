@@ -17,6 +17,7 @@ from requests.structures import CaseInsensitiveDict
 from urllib3.exceptions import HTTPError, MaxRetryError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
+from .. import messages as say
 from ..errors import ApiError, IdentityUnavailable
 from ..forking import reset_in_child
 from .deadline import DeadlineAdapter, DeadlinePassed, DeadlineTimeout, cut_at
@@ -76,7 +77,7 @@ class Upstream:
         return IdentityUnavailable.too_slow(self.service)
 
     def unavailable(self, retry_after: int | None = None) -> IdentityUnavailable:
-        return IdentityUnavailable(f"{self.service} is unavailable right now. Try again shortly.", retry_after)
+        return IdentityUnavailable(say.unavailable(self.service), retry_after)
 
     def get(self, url: str, headers: dict[str, str], deadline: float) -> Answer:
         """The answer to `GET url`, or IdentityUnavailable (failed, or too slow for `deadline`, a

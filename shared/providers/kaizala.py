@@ -5,6 +5,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from .. import messages as say
 from .. import request_token
 from ..errors import IdentityBadResponse, IdentityUnavailable, InvalidToken, KaizalaThrottled
 from ..http import untrusted_json
@@ -22,7 +23,7 @@ MAX_RETRY_AFTER_SECONDS = 300
 REJECTED_STATUSES = frozenset({400, 401, 403})
 IDENTITY_FIELDS = ("id", "name", "phoneNumber", "pictureUrl", "actionPackageId")
 SERVICE = "Kaizala's identity service"
-RENEW = "Get a new one with getIntegerationServiceTokenAsync."
+RENEW = say.KAIZALA_RENEW
 
 
 class KaizalaClient:
@@ -61,7 +62,7 @@ class Kaizala(IdentityProvider):
 def _identity_from(answer: "Answer") -> Identity:
     status, body = answer.status, answer.body
     if status in REJECTED_STATUSES:
-        raise InvalidToken(f"Kaizala rejected the token. {RENEW}")
+        raise InvalidToken(say.KAIZALA_REJECTED)
     if status == 429:
         raise KaizalaThrottled(retry_after=_retry_after(answer.headers.get("Retry-After")))
     if status >= 500:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from jwt import PyJWK, PyJWTError
 
+from .. import messages as say
 from ..cache.flight import Flight, wait
 from ..errors import IdentityBadResponse, InvalidToken, KeyNotYetKnown
 from ..forking import reset_in_child
@@ -83,13 +84,13 @@ class SigningKeys:
                 flight, leading = None, False
         if flight is None:
             if usable:  # not in a set fetched moments ago; the next refetch may bring it: refused, not remembered
-                raise KeyNotYetKnown("The token is signed by a key that is not among the tenant's signing keys.")
+                raise KeyNotYetKnown(say.TEAMS_UNKNOWN_KEY)
             raise self._upstream.unavailable(retry_after=math.ceil(FAILED_FETCH_BACKOFF_SECONDS))
         if leading:
             self._fetch(url, flight, deadline)
         found = wait(flight, deadline, self._upstream.too_slow)
         if kid not in found.keys:
-            raise InvalidToken("The token is signed by a key that is not among the tenant's signing keys.")
+            raise InvalidToken(say.TEAMS_UNKNOWN_KEY)
         return found.keys[kid]
 
     def _may_fetch(self, url: str, now: float, interval: float) -> bool:
@@ -140,7 +141,7 @@ class SigningKeys:
         )
 
 
-_BAD_KEYS = "Microsoft Entra ID's signing keys could not be read. Try again later."
+_BAD_KEYS = say.ENTRA_BAD_KEYS
 
 
 def _parse_keys(answer: Answer) -> dict[str, PyJWK]:

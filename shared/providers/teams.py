@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 import jwt
 
 from .. import claims as unverified
+from .. import messages as say
 from ..errors import InvalidToken
 from ..identity import TEAMS, Identity, Provider
 from ..policy import CLIENT_APP_NOT_ALLOWED, TENANT_NOT_ALLOWED, Refused
@@ -21,7 +22,7 @@ from .base import IdentityProvider
 from .signing_keys import SERVICE, SigningKeys
 
 SCOPE = "access_as_user"
-RENEW = "Get a new one with microsoftTeams.authentication.getAuthToken."
+RENEW = say.TEAMS_RENEW
 V2_ISSUER = "https://login.microsoftonline.com/{tenant}/v2.0"
 V1_ISSUER = "https://sts.windows.net/{tenant}/"
 # Every token naming one of Entra's issuer hosts goes to the Teams provider, whatever the rest of it says, so a
@@ -48,10 +49,10 @@ def allowed_tenant(issuer: str, settings: TeamsSettings) -> str:
     Entra: 403 for a tenant not allowed, 401 for an issuer in neither of Entra's two forms."""
     form = _ISSUER_FORMS.fullmatch(issuer)
     if form is None:
-        raise InvalidToken("The token's issuer is not an Entra ID issuer this API accepts.")
+        raise InvalidToken(say.TEAMS_ISSUER_FORM)
     tenant_id = form.group("v2") or form.group("v1")
     if tenant_id not in settings.allowed_tenant_ids:
-        raise Refused("Tokens from this Microsoft Entra tenant are not allowed to call this API.", TENANT_NOT_ALLOWED)
+        raise Refused(say.TEAMS_TENANT_NOT_ALLOWED, TENANT_NOT_ALLOWED)
     return tenant_id
 
 
@@ -87,17 +88,17 @@ class TeamsVerifier:
         503 when the tenant's signing keys cannot be had before `deadline`)."""
         issuer = entra_issuer(token)
         if issuer is None:
-            raise InvalidToken("The token is not an Entra ID access token.")
+            raise InvalidToken(say.TEAMS_NOT_ENTRA)
         tenant_id = allowed_tenant(issuer, settings)
         try:
             header = jwt.get_unverified_header(token)
         except (jwt.PyJWTError, RecursionError):  # older PyJWT let a deeply nested header raise RecursionError
-            raise InvalidToken("The token's header is not readable.") from None
+            raise InvalidToken(say.TEAMS_HEADER) from None
         if header.get("alg") != "RS256":
-            raise InvalidToken("Teams tokens must be signed with RS256.")
+            raise InvalidToken(say.TEAMS_ALGORITHM)
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid:
-            raise InvalidToken("The token names no signing key (kid).")
+            raise InvalidToken(say.TEAMS_NO_KID)
         key = self.keys.key(settings.keys_url(tenant_id), kid, deadline)
         claims = _decode(token, key)
         return _identity(claims, tenant_id, settings)
@@ -114,15 +115,15 @@ def _decode(token: str, key: jwt.PyJWK) -> dict[str, Any]:
             options={"require": ["exp", "nbf", "iss", "aud", "tid", "oid"], "verify_aud": False, "verify_iss": False},
         )
     except jwt.ExpiredSignatureError:
-        raise InvalidToken(f"The token has expired. {RENEW}") from None
+        raise InvalidToken(say.expired(RENEW)) from None
     except jwt.ImmatureSignatureError:
-        raise InvalidToken("The token is not valid yet (nbf); check this machine's clock.") from None
+        raise InvalidToken(say.TEAMS_NOT_YET_VALID) from None
     except jwt.InvalidSignatureError:
-        raise InvalidToken("The token's signature does not verify.") from None
+        raise InvalidToken(say.TEAMS_SIGNATURE) from None
     except jwt.MissingRequiredClaimError as exc:
-        raise InvalidToken(f"The token lacks the {exc.claim!r} claim.") from None
+        raise InvalidToken(say.teams_lacks_claim(exc.claim)) from None
     except jwt.PyJWTError:
-        raise InvalidToken("The token is not a valid Entra ID access token.") from None
+        raise InvalidToken(say.TEAMS_INVALID) from None
 
 
 def _identity(claims: dict[str, Any], tenant_id: str, settings: TeamsSettings) -> Identity:
@@ -130,19 +131,19 @@ def _identity(claims: dict[str, Any], tenant_id: str, settings: TeamsSettings) -
         V2_ISSUER.format(tenant=tenant_id),
         V1_ISSUER.format(tenant=tenant_id),
     ):
-        raise InvalidToken("The token's issuer does not match its tenant.")
+        raise InvalidToken(say.TEAMS_ISSUER_TENANT)
     audience = claims.get("aud")
     if not isinstance(audience, str) or not settings.accepts_audience(audience):
-        raise InvalidToken("The token was not issued for this API (its aud is not this app registration).")
+        raise InvalidToken(say.TEAMS_AUDIENCE)
     scopes = claims.get("scp")
     if not isinstance(scopes, str) or SCOPE not in scopes.split(" "):
-        raise InvalidToken(f"The token does not carry the {SCOPE} scope.")
+        raise InvalidToken(say.teams_lacks_scope(SCOPE))
     client_app = claims.get("azp", claims.get("appid"))
     if not isinstance(client_app, str) or client_app.lower() not in settings.allowed_client_app_ids:
-        raise Refused("The app that requested this token is not allowed to call this API.", CLIENT_APP_NOT_ALLOWED)
+        raise Refused(say.TEAMS_CLIENT_APP_NOT_ALLOWED, CLIENT_APP_NOT_ALLOWED)
     object_id = claims.get("oid")
     if not isinstance(object_id, str) or not object_id:
-        raise InvalidToken("The token names no user (oid).")
+        raise InvalidToken(say.TEAMS_NO_USER)
     return Identity.from_teams(
         object_id.lower(),
         name=_text(claims.get("name")),
