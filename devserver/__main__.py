@@ -66,8 +66,8 @@ def arguments() -> argparse.ArgumentParser:
         "--invoke",
         choices=INVOKE_MODES,
         default="auto",
-        help="worker: through azure-functions-runtime-v1 (Python 3.13+); direct: call main; auto (default): the"
-        " worker library whenever the Python is 3.13+",
+        help="worker: through azure-functions-runtime-v1, or azure-functions-runtime for a v2 app (Python 3.13+);"
+        " direct: call the functions; auto (default): the worker library whenever the Python is 3.13+",
     )
     add_fault_arguments(parser)
     add_entra_arguments(parser)
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     api_base = local_base(args.host, api_server.port)
     stand_in.api_url = api_base
     warn_if_exposed(args.host, kaizala_base)
-    print(banner(app.functions, api_base, kaizala_base, stand_in, app.invoked_through), flush=True)
+    print(banner(app.functions, api_base, kaizala_base, stand_in, app.invoked_how), flush=True)
 
     wait_for_signal()
     print("devserver: stopping", file=sys.stderr, flush=True)
@@ -210,14 +210,12 @@ def _set_env(name: str, value: str | None) -> None:
         os.environ[name] = value
 
 
-def banner(functions: Any, api_base: str, kaizala_base: str, stand_in: KaizalaStandIn, invoked: str = "direct") -> str:
+def banner(
+    functions: Any, api_base: str, kaizala_base: str, stand_in: KaizalaStandIn, how: str = "by calling main directly"
+) -> str:
+    """`how`: how requests reach the functions (FunctionApp.invoked_how)."""
     token, _ = stand_in.mint()
     user = stand_in.users[stand_in.default_user]["name"]
-    how = (
-        "through Microsoft's worker library (azure-functions-runtime-v1)"
-        if invoked == "worker"
-        else "by calling main directly"
-    )
     lines = ["", f"Functions (Python {sys.version.split()[0]}, invoked {how}):", ""]
     for function in functions:
         lines.append(f"        {function.name}: [{','.join(function.methods)}] {api_base}/{function.route}")

@@ -1,21 +1,33 @@
-"""Invoke functions through Microsoft's Python worker library (`azure-functions-runtime-v1`, Python 3.13+).
+"""Invoke functions through Microsoft's Python worker libraries (Python 3.13+).
 
-On Python 3.13 the worker Azure runs (its "proxy worker") receives the host's gRPC messages and hands them to this
-library. We play the host and the proxy worker's part: start the library's thread pool, send `WorkerInitRequest`,
-one `FunctionLoadRequest` per function folder (metadata from function.json), then one `InvocationRequest` per HTTP
-request carrying an `RpcHttp`; the library loads each function as `__app__.<Folder>`, checks its signature against
-the bindings, converts `RpcHttp` to `azure.functions.HttpRequest`, runs the function on its thread pool and
-converts the `HttpResponse` back. Not covered: the .NET host itself, gRPC on the wire, bindings other than HTTP.
+On Python 3.13 the worker Azure runs (its "proxy worker") receives the host's gRPC messages and hands them to one
+of two libraries: `azure-functions-runtime` when the app root holds the v2 model's script (`function_app.py`, or
+the app setting PYTHON_SCRIPT_FILE_NAME), `azure-functions-runtime-v1` otherwise. We play the host and the proxy
+worker's part for either:
 
-The generated protobuf classes come from the library's wheel, which installs them as a top-level `tests.protos`
-package. That name belongs to this repository's own `tests` package here, so they are loaded from the installed
-files under a private module name instead (`load_protos`); nothing of Microsoft's is copied into the repository.
+- v1 (function.json): start the library's thread pool, send `WorkerInitRequest`, one `FunctionLoadRequest` per
+  function folder (metadata from function.json); the library loads each function as `__app__.<Folder>` and checks
+  its signature against the bindings.
+- v2 (decorators): thread pool, `WorkerInitRequest` (the library imports the script and indexes its one
+  `FunctionApp` there, checking each function's signature against its decorators), `FunctionsMetadataRequest`
+  (the indexed functions: name, id, bindings as JSON), then one `FunctionLoadRequest` per function with the
+  metadata the library returned, as the host sends it back.
+
+Then one `InvocationRequest` per HTTP request carrying an `RpcHttp`: the library converts it to
+`azure.functions.HttpRequest`, runs the function on its thread pool and converts the `HttpResponse` back. Not
+covered: the .NET host itself, gRPC on the wire, bindings other than HTTP.
+
+The generated protobuf classes come from the v1 library's wheel, which installs them as a top-level `tests.protos`
+package (the v2 library ships none: the proxy worker hands it the same FunctionRpc classes). That name belongs to
+this repository's own `tests` package here, so they are loaded from the installed files under a private module name
+instead (`load_protos`); nothing of Microsoft's is copied into the repository.
 """
 
 import asyncio
 import importlib
 import importlib.metadata
 import importlib.util
+import json
 import logging
 import sys
 import threading
@@ -29,8 +41,10 @@ from typing import Any
 
 from .conversion import HostRequest, HostResponse
 
-LIBRARY = "azure_functions_runtime_v1"
+LIBRARY = "azure_functions_runtime_v1"  # the v1 model's library; it also carries the protobuf classes
+LIBRARY_V2 = "azure_functions_runtime"  # the v2 model's
 DISTRIBUTION = "azure-functions-runtime-v1"
+DISTRIBUTIONS = {LIBRARY: DISTRIBUTION, LIBRARY_V2: "azure-functions-runtime"}
 PROTOS_MODULE = "_devserver_function_rpc"  # private name for the wheel's tests/protos package
 HOST_VERSION = "4.0.0-devserver"
 RPC_LOG_KEEP = 10_000
@@ -42,9 +56,12 @@ class WorkerError(Exception):
     """The worker library answered with a failure: the message is the worker's own."""
 
 
-def available() -> bool:
-    """True when this interpreter should (3.13+) and can run functions through the worker library."""
-    return sys.version_info >= (3, 13) and importlib.util.find_spec(LIBRARY) is not None
+def available(library: str = LIBRARY) -> bool:
+    """True when this interpreter should (3.13+) and can run functions through `library` (the v1 model's by
+    default); the protobuf classes always come from the v1 library's wheel."""
+    return sys.version_info >= (3, 13) and all(
+        importlib.util.find_spec(name) is not None for name in {library, LIBRARY}
+    )
 
 
 def load_protos() -> ModuleType:
@@ -116,19 +133,33 @@ class LoadedFunction:
     binding_name: str
 
 
-class WorkerHost:
-    """The worker library on its own event loop thread; `invoke` may be called from any request thread.
+@dataclass(frozen=True)
+class IndexedFunction:
+    """One function as the v2 library's FunctionsMetadataResponse describes it."""
 
-    The library keeps its thread pool and function registry in module globals (one worker per process, as in
-    Azure), so only one WorkerHost may run at a time in a process.
+    name: str
+    function_id: str
+    bindings: list[dict[str, Any]]  # its raw_bindings, parsed: the JSON function.json would hold
+    metadata: Any  # the RpcFunctionMetadata itself, sent back in the FunctionLoadRequest
+
+
+class WorkerHost:
+    """A worker library on its own event loop thread; `invoke` may be called from any request thread.
+
+    Each library keeps its thread pool and function registry in module globals (one worker per process, as in
+    Azure), so only one WorkerHost per library may run at a time in a process.
     """
 
-    _running: "WorkerHost | None" = None
+    _running: "dict[str, WorkerHost]" = {}  # noqa: RUF012 - one per library, shared by design
     _running_lock = threading.Lock()
 
-    def __init__(self, app_root: Path) -> None:
+    def __init__(self, app_root: Path, library: str = LIBRARY) -> None:
+        if library not in DISTRIBUTIONS:
+            raise WorkerError(f"unknown worker library {library!r}")
         self.app_root = app_root
-        self.library: Any = importlib.import_module(LIBRARY)
+        self.library_name = library
+        self.distribution = DISTRIBUTIONS[library]
+        self.library: Any = importlib.import_module(library)
         self.protos = load_protos()
         self.rpc_logs = RpcLogHandler(self.protos)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -144,9 +175,11 @@ class WorkerHost:
     def start(self) -> None:
         """Thread pool first (as the proxy worker does before any request), then WorkerInitRequest."""
         with WorkerHost._running_lock:
-            if WorkerHost._running is not None:
-                raise WorkerError("a worker is already running in this process (the library holds global state)")
-            WorkerHost._running = self
+            if self.library_name in WorkerHost._running:
+                raise WorkerError(
+                    f"a worker is already running {self.distribution} in this process (the library holds global state)"
+                )
+            WorkerHost._running[self.library_name] = self
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="functions-worker", daemon=True)
         self._thread.start()
@@ -171,9 +204,9 @@ class WorkerHost:
     def stop(self) -> None:
         logging.getLogger().removeHandler(self.rpc_logs)
         with WorkerHost._running_lock:
-            if WorkerHost._running is not self:
+            if WorkerHost._running.get(self.library_name) is not self:
                 return
-            WorkerHost._running = None
+            del WorkerHost._running[self.library_name]
         self.library.stop_threadpool_executor()
         if self._loop is not None and self._thread is not None:
             self._loop.call_soon_threadsafe(self._loop.stop)
@@ -211,6 +244,38 @@ class WorkerHost:
         response = self._run(self.library.function_load_request(WorkerRequest("FunctionsLoadRequest", message, {})))
         self._check(response.result, "the worker could not load the function")
         self._functions[name] = LoadedFunction(function_id, trigger_name)
+
+    def index(self) -> list[IndexedFunction]:
+        """The v2 library's FunctionsMetadataRequest: the functions it indexed at WorkerInitRequest."""
+        protos = self.protos
+        message = protos.StreamingMessage(
+            request_id=str(uuid.uuid4()), functions_metadata_request=protos.FunctionsMetadataRequest()
+        )
+        response = self._run(
+            self.library.functions_metadata_request(WorkerRequest("WorkerMetadataRequest", message, {}))
+        )
+        self._check(response.result, "the worker could not index the function app")
+        indexed = []
+        for metadata in response.function_metadata_results:
+            try:
+                bindings = [json.loads(raw) for raw in metadata.raw_bindings]
+            except ValueError as exc:
+                raise WorkerError(f"{metadata.name}: the worker sent bindings that are not JSON ({exc})") from None
+            indexed.append(IndexedFunction(metadata.name, metadata.function_id, bindings, metadata))
+        return indexed
+
+    def load_indexed(self, function: IndexedFunction, binding_name: str) -> None:
+        """One FunctionLoadRequest for a function the v2 library indexed, with the metadata it returned."""
+        protos = self.protos
+        message = protos.StreamingMessage(
+            request_id=str(uuid.uuid4()),
+            function_load_request=protos.FunctionLoadRequest(
+                function_id=function.function_id, metadata=function.metadata
+            ),
+        )
+        response = self._run(self.library.function_load_request(WorkerRequest("FunctionLoadRequest", message, {})))
+        self._check(response.result, "the worker could not load the function")
+        self._functions[function.name] = LoadedFunction(function.function_id, binding_name)
 
     def invoke(self, name: str, request: HostRequest) -> HostResponse:
         """One InvocationRequest; raises RuntimeError with the worker's message when the function failed."""

@@ -12,6 +12,8 @@ The sample API's own query errors (`shared.products`) stay beside that API: they
 TOKEN_IN_URL = (
     "Do not put the token in the URL; send it as 'Authorization: Bearer <token>'. Treat that token as leaked."
 )
+# A parameter's name is not echoed: whatever a caller put in the URL is not repeated back.
+VALIDATE_TOKEN_TAKES_NO_PARAMETERS = "ValidateToken takes no query parameters; send the token in a header or the body."
 BODY_NOT_JSON = 'The body must be JSON like {"token": "<token>"}.'
 BODY_NOT_OBJECT = 'The body must be a JSON object like {"token": "<token>"}.'
 BODY_TOKEN_NOT_TEXT = 'The body\'s "token" must be a string.'
