@@ -36,7 +36,7 @@ $(TEAMS_JS): teams/package.json teams/package-lock.json
 WITH_TEAMS_JS := $(if $(shell command -v $(NPM) 2>/dev/null),$(TEAMS_JS))
 
 run: $(STAMP) $(WITH_TEAMS_JS)
-	$(BIN)/python -m devserver$(if $(PORT), --port $(PORT))$(if $(KAIZALA_PORT), --kaizala-port $(KAIZALA_PORT))$(if $(ARGS), $(ARGS))
+	$(BIN)/python -m devserver$(if $(PROVIDERS), --providers $(PROVIDERS))$(if $(PORT), --port $(PORT))$(if $(KAIZALA_PORT), --kaizala-port $(KAIZALA_PORT))$(if $(ARGS), $(ARGS))
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

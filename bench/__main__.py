@@ -31,6 +31,7 @@ from .teams import teams_figures
 from .upstream import mint, upstream_calls
 
 SETTINGS = {
+    "AUTH_PROVIDERS": "kaizala",
     "KAIZALA_ALLOWED_ACTION_PACKAGE_IDS": "com.contoso.productpicker",
     "KAIZALA_ALLOWED_USER_IDS": "",
     "KAIZALA_TIMEOUT_SECONDS": "5",

@@ -23,6 +23,7 @@ MOCK_URL = "https://kaizala.bench/v1/users/me"
 def settings() -> Iterator[None]:
     saved = dict(os.environ)
     os.environ.update(
+        AUTH_PROVIDERS="kaizala",
         KAIZALA_IDENTITY_URL=MOCK_URL,
         KAIZALA_ALLOWED_ACTION_PACKAGE_IDS="com.contoso.productpicker",
         TOKEN_CACHE_SECONDS="300",

@@ -79,6 +79,7 @@ def run(rule: str) -> dict[str, float]:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     os.environ.update(
         {
+            "AUTH_PROVIDERS": "kaizala",
             "KAIZALA_IDENTITY_URL": f"http://127.0.0.1:{server.server_address[1]}/v1/users/me",
             "KAIZALA_ALLOWED_ACTION_PACKAGE_IDS": CARD,
             "KAIZALA_TIMEOUT_SECONDS": "10",

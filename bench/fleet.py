@@ -171,6 +171,7 @@ def redis_hit_cost(kaizala: str, redis_url: str, rounds: int = 1200, batch: int 
     from shared.authenticator import root
 
     settings = {
+        "AUTH_PROVIDERS": "kaizala",
         "KAIZALA_IDENTITY_URL": f"{kaizala}/v1/users/me",
         "KAIZALA_ALLOWED_ACTION_PACKAGE_IDS": "com.contoso.productpicker",
         "KAIZALA_ALLOWED_USER_IDS": "",
@@ -240,6 +241,7 @@ def redis_hit_cost(kaizala: str, redis_url: str, rounds: int = 1200, batch: int 
 # --- F4: Redis down ---------------------------------------------------------------------------------------------
 
 HOST_SETTINGS = {  # as the other HTTP figures run `python -m devserver`
+    "AUTH_PROVIDERS": "kaizala",
     "KAIZALA_ALLOWED_ACTION_PACKAGE_IDS": "com.contoso.productpicker",
     "KAIZALA_ALLOWED_USER_IDS": "",
     "KAIZALA_TIMEOUT_SECONDS": "5",

@@ -18,6 +18,7 @@ def rss_kib(field: str) -> int:
 def main() -> None:
     kaizala, count = sys.argv[1], int(sys.argv[2])
     os.environ.update(
+        AUTH_PROVIDERS="kaizala",
         KAIZALA_IDENTITY_URL=f"{kaizala}/v1/users/me",
         KAIZALA_ALLOWED_ACTION_PACKAGE_IDS="com.contoso.productpicker",
         TOKEN_CACHE_MAX_ENTRIES="10000",

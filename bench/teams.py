@@ -41,6 +41,7 @@ def teams_figures(rounds: int = 2000, batch: int = 5) -> list[FleetRow]:
     with launched("devserver.kaizala", ["--port", "0", "--latency-ms", "50"]) as stand_in:
         base = stand_in.kaizala
         settings = {
+            "AUTH_PROVIDERS": "kaizala,teams",
             "KAIZALA_IDENTITY_URL": f"{base}/v1/users/me",
             "KAIZALA_ALLOWED_ACTION_PACKAGE_IDS": "com.contoso.productpicker",
             "KAIZALA_ALLOWED_USER_IDS": "",

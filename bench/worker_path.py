@@ -29,6 +29,7 @@ def invoke(rounds: int = 30, batch: int = 200) -> dict[str, float]:
     from tests.helpers import identity_payload, make_jwt
 
     os.environ.update(
+        AUTH_PROVIDERS="kaizala",
         KAIZALA_IDENTITY_URL=MOCK_URL,
         KAIZALA_ALLOWED_ACTION_PACKAGE_IDS="com.contoso.productpicker",
         TOKEN_CACHE_SECONDS="1800",

@@ -27,6 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_STAND_IN_URL = f"http://127.0.0.1:{DEFAULT_KAIZALA_PORT}/v1/users/me"
 DEFAULT_TEAMS_AUTHORITY = f"http://127.0.0.1:{DEFAULT_KAIZALA_PORT}"
 TEAMS_SETTINGS = ("TEAMS_AUTHORITY", "TEAMS_CLIENT_ID", "TEAMS_ALLOWED_TENANT_IDS")
+PROVIDER_CHOICES = ("kaizala", "teams", "kaizala,teams")
+DEFAULT_PROVIDERS = "kaizala,teams"  # locally, both: the card preview runs as a card and as a tab
 
 
 def load_local_settings(root: Path) -> dict[str, Any]:
@@ -62,6 +64,13 @@ def arguments() -> argparse.ArgumentParser:
     )
     parser.add_argument("--root", type=Path, default=ROOT, help="the function app folder")
     parser.add_argument("--no-access-log", action="store_true", help="log errors only, not every request")
+    parser.add_argument(
+        "--providers",
+        choices=PROVIDER_CHOICES,
+        default=None,
+        help="which tokens the functions accept (sets AUTH_PROVIDERS; default: AUTH_PROVIDERS from the environment"
+        " or local.settings.json, else kaizala,teams)",
+    )
     parser.add_argument(
         "--invoke",
         choices=INVOKE_MODES,
@@ -104,7 +113,10 @@ def main(argv: list[str] | None = None) -> int:
     kaizala_base = stand_in_base(args.host, kaizala_port)
     if os.environ.get("KAIZALA_IDENTITY_URL", DEFAULT_STAND_IN_URL) == DEFAULT_STAND_IN_URL:
         os.environ["KAIZALA_IDENTITY_URL"] = f"{kaizala_base}/v1/users/me"
-    trust_the_teams_stand_in(stand_in, kaizala_base)
+    if args.providers is not None or not os.environ.get("AUTH_PROVIDERS", "").strip():
+        os.environ["AUTH_PROVIDERS"] = args.providers or DEFAULT_PROVIDERS
+    if "teams" in os.environ["AUTH_PROVIDERS"].lower():
+        trust_the_teams_stand_in(stand_in, kaizala_base)
     for problem in settings_problems():
         print(
             f"devserver: WARNING: setting {problem}. Until it is fixed (in local.settings.json's Values or the "
@@ -214,9 +226,11 @@ def banner(
     functions: Any, api_base: str, kaizala_base: str, stand_in: KaizalaStandIn, how: str = "by calling main directly"
 ) -> str:
     """`how`: how requests reach the functions (FunctionApp.invoked_how)."""
-    token, _ = stand_in.mint()
-    user = stand_in.users[stand_in.default_user]["name"]
-    lines = ["", f"Functions (Python {sys.version.split()[0]}, invoked {how}):", ""]
+    providers = os.environ.get("AUTH_PROVIDERS", "")
+    teams_only = "kaizala" not in providers.lower()
+    token, _ = stand_in.entra.mint() if teams_only else stand_in.mint()
+    user = "a Teams user" if teams_only else stand_in.users[stand_in.default_user]["name"]
+    lines = ["", f"Functions (Python {sys.version.split()[0]}, invoked {how}; AUTH_PROVIDERS={providers}):", ""]
     for function in functions:
         lines.append(f"        {function.name}: [{','.join(function.methods)}] {api_base}/{function.route}")
         lines.append("")
@@ -225,7 +239,9 @@ def banner(
         f"Card preview:      {kaizala_base}/card/  (as a Teams tab: {kaizala_base}/card/?host=teams)",
         f"Entra ID stand-in: {kaizala_base}/{stand_in.entra.tenant_id}/discovery/v2.0/keys  (Teams tab tokens: POST "
         f"{kaizala_base}/v1/dev/teams-tokens)",
-        "Teams settings:    " + " ".join(f"{name}={os.environ.get(name, '')}" for name in TEAMS_SETTINGS),
+        "Teams settings:    " + " ".join(f"{name}={os.environ.get(name, '')}" for name in TEAMS_SETTINGS)
+        if "teams" in providers.lower()
+        else "Teams:             off (AUTH_PROVIDERS does not name teams)",
         "",
         f"A demo token for {user} (valid 30 minutes; dev only):",
         f"  export TOKEN={token}",

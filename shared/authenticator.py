@@ -66,11 +66,13 @@ class Authenticator:
             refresh_ahead=settings.refresh_ahead,
         )
         providers: list[IdentityProvider] = []
-        if settings.teams is not None:
-            from .providers.teams import Teams  # noqa: PLC0415 - PyJWT and the key client load only with Teams
+        for name in settings.providers:  # AUTH_PROVIDERS, in the order a token is offered
+            if name == TEAMS and settings.teams is not None:
+                from .providers.teams import Teams  # noqa: PLC0415 - PyJWT and the key client load only with Teams
 
-            providers.append(Teams(settings.teams, self.teams_verifier))
-        providers.append(Kaizala(settings.identity_url, self.kaizala_client))
+                providers.append(Teams(settings.teams, self.teams_verifier))
+            elif name == KAIZALA:
+                providers.append(Kaizala(settings.identity_url, self.kaizala_client))
         for provider in providers:
             cache = self.caches.get(provider.name)
             if cache is None:
@@ -152,9 +154,7 @@ class Authenticator:
         settings = current_settings()
         self.configure(settings)
         from_body = request_token.body_token(req) if accept_body_token and req.method.upper() == "POST" else None
-        token = request_token.require_token(
-            request_token.header_token(req), from_body, teams=settings.teams is not None
-        )
+        token = request_token.require_token(request_token.header_token(req), from_body, providers=settings.providers)
         request_token.check_shape(token, max(cache.provider.max_token_length for cache in self._order))
         started = time.perf_counter()
         try:

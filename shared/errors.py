@@ -40,9 +40,11 @@ class MissingToken(ApiError):
         return {"WWW-Authenticate": BEARER_CHALLENGE}
 
     @classmethod
-    def teams_too(cls) -> "MissingToken":
-        """With Teams configured: the token may come from a card or from a Teams tab."""
-        return cls(messages.NO_TOKEN_KAIZALA_OR_TEAMS)
+    def for_providers(cls, providers: tuple[str, ...]) -> "MissingToken":
+        """Saying where the token comes from for the providers on: a card, a Teams tab, or either."""
+        if "kaizala" not in providers:
+            return cls(messages.NO_TEAMS_TOKEN)
+        return cls(messages.NO_TOKEN_KAIZALA_OR_TEAMS) if "teams" in providers else cls()
 
 
 class InvalidToken(ApiError):

@@ -36,7 +36,7 @@ def body_too_large(limit: int) -> str:
 
 
 # -- The token's shape, read before any provider is asked (401 invalid_token) -------------------------------------
-TOKEN_CHARACTERS = "The token has characters a Kaizala token cannot have (spaces or non-printable ASCII)."
+TOKEN_CHARACTERS = "The token has characters no token this API accepts can have (spaces or non-printable ASCII)."
 JWT_PAYLOAD_NOT_JSON = "The token looks like a JWT but its payload is not readable JSON."
 JWT_PAYLOAD_NOT_OBJECT = "The token looks like a JWT but its payload is not a JSON object."
 EXPIRY_NOT_A_NUMBER = "The token's expiry (exp) is not a number."
@@ -57,7 +57,10 @@ def expired(renew: str) -> str:
 KAIZALA_REJECTED = f"Kaizala rejected the token. {KAIZALA_RENEW}"
 KAIZALA_REJECTED_RECENTLY = "Kaizala rejected this token moments ago. Get a new one and try again."
 TEAMS_REJECTED_RECENTLY = "This Teams token was refused moments ago. Get a new one with getAuthToken and try again."
-TEAMS_NOT_ENTRA = "The token is not an Entra ID access token."
+TEAMS_NOT_ENTRA = (
+    "This API takes Microsoft Teams tokens (Entra ID access tokens), and this is not one. In a Teams tab get one with "
+    "microsoftTeams.authentication.getAuthToken()."
+)
 TEAMS_ISSUER_FORM = "The token's issuer is not an Entra ID issuer this API accepts."
 TEAMS_HEADER = "The token's header is not readable."
 TEAMS_ALGORITHM = "Teams tokens must be signed with RS256."

@@ -17,6 +17,7 @@ USER_BLOCKED = "user blocked"
 TENANT_NOT_ALLOWED = "tenant not allowed"
 CLIENT_APP_NOT_ALLOWED = "client app not allowed"
 TEAMS_OFF = "teams not configured"
+KAIZALA_OFF = "kaizala not configured"
 AUDIENCE_CHANGED = "issued for another app registration"
 
 
@@ -32,6 +33,8 @@ def refusal(identity: Identity, settings: Settings) -> Refused | None:
     """Why `identity` may not call under `settings`, or None when it may."""
     if identity.provider == TEAMS:
         return _teams_refusal(identity, settings)
+    if not settings.kaizala_on:  # Kaizala was switched off: identities it vouched for earlier no longer count
+        return Refused(say.KAIZALA_OFF, KAIZALA_OFF)
     if identity.id in settings.blocked_user_ids:
         return Refused(say.KAIZALA_USER_BLOCKED, USER_BLOCKED)
     allowed_cards = settings.allowed_action_package_ids

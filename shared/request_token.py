@@ -7,6 +7,7 @@ import azure.functions as func
 from . import messages as say
 from .errors import InvalidRequest, InvalidToken, MissingToken
 from .http import untrusted_json
+from .identity import KAIZALA, Provider
 
 MAX_TOKEN_LENGTH = 4096
 # An Entra access token grows with its claims: a `groups` claim alone may list 200 object ids (about 8 KB).
@@ -54,12 +55,12 @@ def header_token(req: func.HttpRequest) -> str | None:
     return req.headers.get("accessToken") or None
 
 
-def require_token(*candidates: str | None, teams: bool = False) -> str:
-    """The first token given; MissingToken (naming Teams' way to get one too when `teams` is on) when none is."""
+def require_token(*candidates: str | None, providers: tuple[Provider, ...] = (KAIZALA,)) -> str:
+    """The first token given; MissingToken (saying how each of `providers` gets one) when none is."""
     for token in candidates:
         if token:
             return token
-    raise MissingToken.teams_too() if teams else MissingToken()
+    raise MissingToken.for_providers(providers)
 
 
 def check_shape(token: str, max_length: int = MAX_TOKEN_LENGTH) -> None:

@@ -93,6 +93,7 @@ def settings_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
     for name in TEAMS_SETTINGS:  # Teams stays off unless a test turns it on
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AUTH_PROVIDERS", "kaizala")
     monkeypatch.setenv("KAIZALA_IDENTITY_URL", MOCK_URL)
     monkeypatch.setenv("KAIZALA_ALLOWED_ACTION_PACKAGE_IDS", CARD_ID)
     monkeypatch.setenv("KAIZALA_TIMEOUT_SECONDS", "2")
@@ -154,7 +155,8 @@ def kaizala() -> Iterator[object]:
 
 @pytest.fixture
 def teams_on(monkeypatch: pytest.MonkeyPatch, keys_endpoint: Upstream, entra: Entra) -> None:
-    """Teams configured for the stand-in's tenant and app registration, with fresh signing keys."""
+    """Teams on beside Kaizala, for the stand-in's tenant and app registration, with fresh signing keys."""
+    monkeypatch.setenv("AUTH_PROVIDERS", "kaizala,teams")
     monkeypatch.setenv("TEAMS_CLIENT_ID", CLIENT_ID)
     monkeypatch.setenv("TEAMS_APPLICATION_ID_URI", APPLICATION_ID_URI)
     monkeypatch.setenv("TEAMS_ALLOWED_TENANT_IDS", TENANT)

@@ -37,8 +37,7 @@ LEFT_TO_DEFAULT = {
 
 # Set by the Bicep ahead of the app: each entry goes once shared.settings.SETTING_NAMES lists it.
 READ_BY_THE_APP_SOON = {
-    "AUTH_PROVIDERS": "read by the app once explicit providers land",
-    "TOKEN_CACHE_REDIS_AUTH": "read by the app once explicit providers land (Redis with Entra ID comes with them)",
+    "TOKEN_CACHE_REDIS_AUTH": "read by the app once Redis with Entra ID sign-in lands",
 }
 
 # Functions host and platform settings the Bicep sets, which the app itself never reads.

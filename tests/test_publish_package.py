@@ -266,7 +266,11 @@ def test_the_shipped_folder_runs_both_functions_with_only_its_own_packages(wwwro
     minted = requests.post(f"{stand_in}/v1/dev/tokens", json={}, timeout=5)
     assert minted.status_code == 201, minted.text
     token = secret(minted.json()["token"])
-    env = {"KAIZALA_IDENTITY_URL": f"{stand_in}/v1/users/me", "KAIZALA_ALLOWED_ACTION_PACKAGE_IDS": CARD_ID}
+    env = {
+        "AUTH_PROVIDERS": "kaizala",
+        "KAIZALA_IDENTITY_URL": f"{stand_in}/v1/users/me",
+        "KAIZALA_ALLOWED_ACTION_PACKAGE_IDS": CARD_ID,
+    }
     child = subprocess.run(
         [sys.executable, "-I", "-S", "-c", CHILD, str(wwwroot)],
         input=token,

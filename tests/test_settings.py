@@ -119,6 +119,7 @@ def test_teams_is_off_without_teams_settings() -> None:
 def test_teams_settings_parse_with_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     from shared.settings import DEFAULT_TEAMS_AUTHORITY, TEAMS_CLIENT_APP_IDS, current_settings
 
+    monkeypatch.setenv("AUTH_PROVIDERS", "kaizala,teams")
     monkeypatch.setenv("TEAMS_CLIENT_ID", "6A2B9C4D-1E3F-4A5B-8C7D-0E9F1A2B3C4D")
     monkeypatch.setenv(
         "TEAMS_ALLOWED_TENANT_IDS", " 8f3a1c2e-5b7d-4e19-9c0a-2d6f4b8e1a70 , 0b9d7e5c-3a1f-4c28-b6e4-9f2a7c1d5e83"

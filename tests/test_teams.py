@@ -239,9 +239,10 @@ def test_a_lookalike_issuer_is_not_entras_and_goes_to_kaizala(entra: Entra, kaiz
     assert keys_endpoint.calls == []
 
 
-def test_without_teams_settings_an_entra_token_goes_to_kaizala_as_before(
+def test_with_kaizala_alone_an_entra_token_goes_to_kaizala(
     entra: Entra, kaizala, keys_endpoint: Upstream, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("AUTH_PROVIDERS", "kaizala")
     for name in TEAMS_SETTINGS:
         monkeypatch.delenv(name, raising=False)
     assert json_of(validate(entra.token()))["id"] == "kaizala-user"
@@ -393,7 +394,6 @@ def test_a_teams_token_with_a_large_groups_claim_is_accepted_but_kaizala_keeps_i
     assert kaizala.call_count == 0
     too_large = entra.token(groups=groups * 3)
     assert_refused(validate(too_large), 401, "invalid_token")
-    for name in TEAMS_SETTINGS:  # Teams off: today's limit for every token
-        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AUTH_PROVIDERS", "kaizala")  # Teams off: Kaizala's limit for every token
     assert_refused(validate(large), 401, "invalid_token")
     assert kaizala.call_count == 0

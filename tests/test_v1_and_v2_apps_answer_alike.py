@@ -70,6 +70,7 @@ def kaizala_server() -> Iterator[Upstream]:
 def both_providers_on(
     monkeypatch: pytest.MonkeyPatch, kaizala_server: Upstream, keys_server: Upstream, entra: Entra
 ) -> None:
+    monkeypatch.setenv("AUTH_PROVIDERS", "kaizala,teams")
     monkeypatch.setenv("KAIZALA_IDENTITY_URL", kaizala_server.url)
     monkeypatch.setenv("TEAMS_CLIENT_ID", CLIENT_ID)
     monkeypatch.setenv("TEAMS_ALLOWED_TENANT_IDS", TENANT)

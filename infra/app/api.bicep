@@ -157,7 +157,7 @@ var kaizalaAppSettings = kaizalaEnabled ? {
   KAIZALA_BLOCKED_USER_IDS: kaizalaBlockedUserIds
 } : {}
 
-// Only with Teams on: any TEAMS_ setting turns Teams sign-in on, and a half-configured one fails closed.
+// Only with Teams on (AUTH_PROVIDERS names teams): a half-configured Teams sign-in fails closed.
 var teamsAppSettings = teamsEnabled ? {
   TEAMS_CLIENT_ID: teamsClientId
   TEAMS_APPLICATION_ID_URI: teamsApplicationIdUri

@@ -7,11 +7,13 @@ small parsers, and SettingsError), `kaizala` (cards, users/me, limits), `fleet` 
 """
 
 import functools
+import logging
 import os
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..identity import KAIZALA, TEAMS, Provider
 from .fleet import FleetSettings, fleet_settings, redis_secret, redis_url
 from .kaizala import (
     ANY_ACTION_PACKAGE,
@@ -21,7 +23,8 @@ from .kaizala import (
     default_max_concurrent_calls,
     identity_url,
 )
-from .teams import DEFAULT_TEAMS_AUTHORITY, TEAMS_CLIENT_APP_IDS, TeamsSettings, teams_settings
+from .providers import auth_providers
+from .teams import DEFAULT_TEAMS_AUTHORITY, TEAMS_CLIENT_APP_IDS, TEAMS_PREFIX, TeamsSettings, teams_settings
 from .values import SettingsError, flag, number, optional_list
 
 __all__ = [
@@ -48,7 +51,11 @@ __all__ = [
 
 BUNDLED_PRODUCTS_FILE = Path(__file__).parent.with_name("products.json")
 
+log = logging.getLogger("kaizala_auth")
+
 SETTING_NAMES = (
+    # which tokens count
+    "AUTH_PROVIDERS",
     # Kaizala, the in-process cache, the catalog
     "KAIZALA_IDENTITY_URL",
     "KAIZALA_ALLOWED_ACTION_PACKAGE_IDS",
@@ -80,6 +87,7 @@ WORKER_POOL_SETTING = "PYTHON_THREADPOOL_THREAD_COUNT"
 
 @dataclass(frozen=True, slots=True)
 class Settings:
+    providers: tuple[Provider, ...]  # AUTH_PROVIDERS, in the order a token is offered to them
     identity_url: str
     allowed_action_package_ids: frozenset[str]
     allowed_user_ids: frozenset[str]
@@ -91,7 +99,11 @@ class Settings:
     refresh_ahead: bool
     products_file: Path
     fleet: FleetSettings = field(default_factory=FleetSettings)
-    teams: TeamsSettings | None = None  # None: Teams is off and every token goes to Kaizala
+    teams: TeamsSettings | None = None  # None: Teams is off
+
+    @property
+    def kaizala_on(self) -> bool:
+        return KAIZALA in self.providers
 
 
 class OneSnapshotPerRequest:
@@ -130,9 +142,15 @@ def current_settings() -> Settings:
 @functools.lru_cache(maxsize=8)
 def _parse(raw: tuple[str | None, ...]) -> Settings:
     values = dict(zip((*SETTING_NAMES, WORKER_POOL_SETTING), raw, strict=True))
+    providers = auth_providers(values["AUTH_PROVIDERS"])
+    kaizala_on = KAIZALA in providers
+    _warn_unused(values, providers)
     return Settings(
-        identity_url=identity_url(values["KAIZALA_IDENTITY_URL"]),
-        allowed_action_package_ids=card_list(values["KAIZALA_ALLOWED_ACTION_PACKAGE_IDS"]),
+        providers=providers,
+        identity_url=identity_url(values["KAIZALA_IDENTITY_URL"]) if kaizala_on else DEFAULT_IDENTITY_URL,
+        allowed_action_package_ids=card_list(values["KAIZALA_ALLOWED_ACTION_PACKAGE_IDS"])
+        if kaizala_on
+        else frozenset(),
         allowed_user_ids=optional_list("KAIZALA_ALLOWED_USER_IDS", values["KAIZALA_ALLOWED_USER_IDS"]),
         blocked_user_ids=optional_list("KAIZALA_BLOCKED_USER_IDS", values["KAIZALA_BLOCKED_USER_IDS"]),
         timeout_seconds=number(
@@ -167,5 +185,40 @@ def _parse(raw: tuple[str | None, ...]) -> Settings:
         if values["PRODUCTS_FILE"] and values["PRODUCTS_FILE"].strip()
         else BUNDLED_PRODUCTS_FILE,
         fleet=fleet_settings(values),
-        teams=teams_settings(values),
+        teams=_teams(values) if TEAMS in providers else None,
     )
+
+
+def _teams(values: dict[str, str | None]) -> TeamsSettings:
+    teams = teams_settings(values)
+    if teams is None:
+        raise SettingsError(
+            "TEAMS_CLIENT_ID", "is not set, but AUTH_PROVIDERS names teams: set the app registration's client id"
+        )
+    return teams
+
+
+# Settings that only a provider reads: set while it is off, they do nothing, which an operator should hear about.
+_KAIZALA_ONLY = (
+    "KAIZALA_IDENTITY_URL",
+    "KAIZALA_ALLOWED_ACTION_PACKAGE_IDS",
+    "KAIZALA_ALLOWED_USER_IDS",
+    "KAIZALA_BLOCKED_USER_IDS",
+)
+
+
+def _warn_unused(values: dict[str, str | None], providers: tuple[Provider, ...]) -> None:
+    """One WARNING per distinct environment (parsing is cached) naming the settings of a provider that is off."""
+    off = [
+        name
+        for name, raw in values.items()
+        if (raw or "").strip()
+        and (
+            (TEAMS not in providers and name.startswith(TEAMS_PREFIX))
+            or (KAIZALA not in providers and name in _KAIZALA_ONLY)
+        )
+    ]
+    if off:
+        log.warning(
+            "settings ignored: %s (AUTH_PROVIDERS=%s does not name their provider)", ", ".join(off), ",".join(providers)
+        )
