@@ -12,7 +12,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from shared.identity import TEAMS, Provider
 from shared.settings import SettingsError, current_settings
+from shared.settings.providers import auth_providers
 
 from .cli import add_fault_arguments, cannot_bind, faults_from, port_number, wait_for_signal, warn_if_exposed
 from .entra import add_entra_arguments
@@ -115,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["KAIZALA_IDENTITY_URL"] = f"{kaizala_base}/v1/users/me"
     if args.providers is not None or not os.environ.get("AUTH_PROVIDERS", "").strip():
         os.environ["AUTH_PROVIDERS"] = args.providers or DEFAULT_PROVIDERS
-    if "teams" in os.environ["AUTH_PROVIDERS"].lower():
+    if TEAMS in providers_on():
         trust_the_teams_stand_in(stand_in, kaizala_base)
     for problem in settings_problems():
         print(
@@ -160,6 +162,14 @@ def main(argv: list[str] | None = None) -> int:
         server.shutdown()
     app.close()
     return 0
+
+
+def providers_on() -> tuple[Provider, ...]:
+    """AUTH_PROVIDERS as the functions read it; none when it is malformed (settings_problems reports that)."""
+    try:
+        return auth_providers(os.environ.get("AUTH_PROVIDERS"))
+    except SettingsError:
+        return ()
 
 
 def trust_the_teams_stand_in(stand_in: KaizalaStandIn, kaizala_base: str) -> None:
@@ -226,11 +236,15 @@ def banner(
     functions: Any, api_base: str, kaizala_base: str, stand_in: KaizalaStandIn, how: str = "by calling main directly"
 ) -> str:
     """`how`: how requests reach the functions (FunctionApp.invoked_how)."""
-    providers = os.environ.get("AUTH_PROVIDERS", "")
-    teams_only = "kaizala" not in providers.lower()
+    providers = providers_on()
+    teams_only = providers == (TEAMS,)
     token, _ = stand_in.entra.mint() if teams_only else stand_in.mint()
     user = "a Teams user" if teams_only else stand_in.users[stand_in.default_user]["name"]
-    lines = ["", f"Functions (Python {sys.version.split()[0]}, invoked {how}; AUTH_PROVIDERS={providers}):", ""]
+    lines = [
+        "",
+        f"Functions (Python {sys.version.split()[0]}, invoked {how}; AUTH_PROVIDERS={','.join(providers)}):",
+        "",
+    ]
     for function in functions:
         lines.append(f"        {function.name}: [{','.join(function.methods)}] {api_base}/{function.route}")
         lines.append("")
@@ -240,7 +254,7 @@ def banner(
         f"Entra ID stand-in: {kaizala_base}/{stand_in.entra.tenant_id}/discovery/v2.0/keys  (Teams tab tokens: POST "
         f"{kaizala_base}/v1/dev/teams-tokens)",
         "Teams settings:    " + " ".join(f"{name}={os.environ.get(name, '')}" for name in TEAMS_SETTINGS)
-        if "teams" in providers.lower()
+        if TEAMS in providers
         else "Teams:             off (AUTH_PROVIDERS does not name teams)",
         "",
         f"A demo token for {user} (valid 30 minutes; dev only):",

@@ -6,6 +6,7 @@
 from typing import ClassVar
 
 from . import messages
+from .identity import KAIZALA, TEAMS
 
 BEARER_CHALLENGE = 'Bearer realm="kaizala"'
 
@@ -42,9 +43,9 @@ class MissingToken(ApiError):
     @classmethod
     def for_providers(cls, providers: tuple[str, ...]) -> "MissingToken":
         """Saying where the token comes from for the providers on: a card, a Teams tab, or either."""
-        if "kaizala" not in providers:
+        if KAIZALA not in providers:
             return cls(messages.NO_TEAMS_TOKEN)
-        return cls(messages.NO_TOKEN_KAIZALA_OR_TEAMS) if "teams" in providers else cls()
+        return cls(messages.NO_TOKEN_KAIZALA_OR_TEAMS) if TEAMS in providers else cls()
 
 
 class InvalidToken(ApiError):

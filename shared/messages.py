@@ -8,6 +8,10 @@ a token, a user id or anything else a caller sent. `service` is the upstream's n
 The sample API's own query errors (`shared.products`) stay beside that API: they are the sample's, not the guard's.
 """
 
+# The upstreams, as a caller reads their names.
+KAIZALA_SERVICE = "Kaizala's identity service"
+ENTRA_SERVICE = "Microsoft Entra ID"
+
 # -- The request (400, 401 missing_token) -----------------------------------------------------------------------
 TOKEN_IN_URL = (
     "Do not put the token in the URL; send it as 'Authorization: Bearer <token>'. Treat that token as leaked."
@@ -99,14 +103,14 @@ TEAMS_USER_NOT_ALLOWED = "This Teams user is not allowed to call this API."
 
 
 # -- The upstream (502, 503) --------------------------------------------------------------------------------------
-KAIZALA_BAD_RESPONSE = "Kaizala's identity service gave an answer we could not use. Try again later."
-ENTRA_BAD_KEYS = "Microsoft Entra ID's signing keys could not be read. Try again later."
-KAIZALA_UNAVAILABLE = "Kaizala's identity service is unavailable right now. Try again shortly."
-KAIZALA_THROTTLED = "Kaizala asked us to slow down. Try again shortly."
-
-
 def unavailable(service: str) -> str:
     return f"{service} is unavailable right now. Try again shortly."
+
+
+KAIZALA_BAD_RESPONSE = f"{KAIZALA_SERVICE} gave an answer we could not use. Try again later."
+ENTRA_BAD_KEYS = f"{ENTRA_SERVICE}'s signing keys could not be read. Try again later."
+KAIZALA_UNAVAILABLE = unavailable(KAIZALA_SERVICE)
+KAIZALA_THROTTLED = "Kaizala asked us to slow down. Try again shortly."
 
 
 def too_slow(service: str) -> str:

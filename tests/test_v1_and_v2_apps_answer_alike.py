@@ -21,7 +21,7 @@ import shared
 from devserver import worker_host
 from devserver.functions_host import FunctionApp, load_app
 from tests.entra import CLIENT_ID, TENANT, Entra
-from tests.helpers import OTHER_CARD_ID, Reply, Upstream, identity_payload, make_jwt, upstream_server
+from tests.helpers import OTHER_CARD_ID, Reply, Upstream, identity_payload, make_jwt, origin, upstream_server
 
 ROOT = Path(__file__).resolve().parent.parent
 V2_ROOT = ROOT / "examples" / "v2"
@@ -45,17 +45,6 @@ def apps() -> Iterator[dict[tuple[str, str], FunctionApp]]:
             app.close()
 
 
-@pytest.fixture(scope="module")
-def entra() -> Entra:
-    return Entra()
-
-
-@pytest.fixture(scope="module")
-def keys_server(entra: Entra) -> Iterator[Upstream]:
-    with upstream_server(lambda _n, _t: Reply(body=entra.jwks(), headers={"Cache-Control": "max-age=86400"})) as up:
-        yield up
-
-
 # users/me's answer for each token a case sends (by default: 401, the answer to a token Kaizala does not know)
 REPLIES: dict[str, Reply] = {}
 
@@ -67,14 +56,13 @@ def kaizala_server() -> Iterator[Upstream]:
 
 
 @pytest.fixture(autouse=True)
-def both_providers_on(
-    monkeypatch: pytest.MonkeyPatch, kaizala_server: Upstream, keys_server: Upstream, entra: Entra
-) -> None:
+def both_providers_on(monkeypatch: pytest.MonkeyPatch, kaizala_server: Upstream, jwks_server: Upstream) -> None:
+    """Both providers on, against a users/me of this module's own and the JWKS server of tests/conftest.py."""
     monkeypatch.setenv("AUTH_PROVIDERS", "kaizala,teams")
     monkeypatch.setenv("KAIZALA_IDENTITY_URL", kaizala_server.url)
     monkeypatch.setenv("TEAMS_CLIENT_ID", CLIENT_ID)
     monkeypatch.setenv("TEAMS_ALLOWED_TENANT_IDS", TENANT)
-    monkeypatch.setenv("TEAMS_AUTHORITY", keys_server.url.removesuffix("/v1/users/me"))
+    monkeypatch.setenv("TEAMS_AUTHORITY", origin(jwks_server))
 
 
 @dataclass

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
+from .. import messages
 from ..errors import IdentityUnavailable, InvalidToken, KaizalaThrottled
 from ..identity import KAIZALA, Identity, Provider
 from .client import RedisClient, reset_in_forked_child
@@ -136,7 +137,7 @@ def resolve(
     lives_until: float,
     refreshing_until: float | None = None,
     provider: Provider = KAIZALA,
-    service: str = "Kaizala's identity service",
+    service: str = messages.KAIZALA_SERVICE,
     patience: float | None = None,
 ) -> Resolved | None:
     """The identity for `token` through the fleet. Typed errors as `fetch` raises them (InvalidToken for a

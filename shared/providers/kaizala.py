@@ -22,7 +22,7 @@ log = logging.getLogger("kaizala_auth")
 MAX_RETRY_AFTER_SECONDS = 300
 REJECTED_STATUSES = frozenset({400, 401, 403})
 IDENTITY_FIELDS = ("id", "name", "phoneNumber", "pictureUrl", "actionPackageId")
-SERVICE = "Kaizala's identity service"
+SERVICE = say.KAIZALA_SERVICE
 RENEW = say.KAIZALA_RENEW
 
 

@@ -33,7 +33,7 @@ from ..http.upstream import Answer, Upstream
 
 log = logging.getLogger("kaizala_auth")
 
-SERVICE = "Microsoft Entra ID"
+SERVICE = say.ENTRA_SERVICE
 DEFAULT_LIFETIME_SECONDS = 3600.0
 MIN_LIFETIME_SECONDS = 300.0
 MAX_LIFETIME_SECONDS = 12 * 3600.0  # Entra says a day; Microsoft's own libraries refetch every 12 hours
