@@ -216,7 +216,7 @@ def redis_hit_cost(kaizala: str, redis_url: str, rounds: int = 1200, batch: int 
                     floor.append(clock() - began)
                 for _ in range(batch):
                     began = clock()
-                    fleet._redis.get(entry_key)
+                    fleet._client.redis.get(entry_key)
                     ping.append(clock() - began)
                 for _ in range(batch):
                     root().clear()  # untimed: the next request misses in process and reads Redis

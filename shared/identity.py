@@ -9,6 +9,12 @@ KAIZALA: Provider = "kaizala"
 TEAMS: Provider = "teams"
 
 
+def comparable_id(user_id: str) -> str:
+    """The one way user ids are compared wherever an operator names them (the blocklists, purges): trimmed and
+    case-folded, so an id pasted in capitals, or with a stray space, still matches."""
+    return user_id.strip().casefold()
+
+
 @dataclass(frozen=True, slots=True)
 class Identity:
     """Who called, as the provider that checked the token says: Kaizala (users/me) or Entra ID (a Teams tab's

@@ -3,12 +3,13 @@
 Kaizala users: the card (action package) allowlist, the optional user allowlist and the user blocklist (the
 KAIZALA_ settings). Teams users: the tenant allowlist, the optional user allowlist and the blocklist (the TEAMS_
 settings), the requesting app and the token's audience; a Teams identity is refused outright when Teams is not
-configured. A blocked user is refused first.
+configured. A blocked user is refused first; blocklists compare ids trimmed and case-folded
+(`identity.comparable_id`), as purges do. Allowlists compare them exactly: folding one could only let more in.
 """
 
 from . import messages as say
 from .errors import Forbidden
-from .identity import TEAMS, Identity
+from .identity import TEAMS, Identity, comparable_id
 from .settings import ANY_ACTION_PACKAGE, Settings
 
 CARD_NOT_ALLOWED = "card not allowed"
@@ -35,7 +36,7 @@ def refusal(identity: Identity, settings: Settings) -> Refused | None:
         return _teams_refusal(identity, settings)
     if not settings.kaizala_on:  # Kaizala was switched off: identities it vouched for earlier no longer count
         return Refused(say.KAIZALA_OFF, KAIZALA_OFF)
-    if identity.id in settings.blocked_user_ids:
+    if comparable_id(identity.id) in settings.blocked_user_ids:
         return Refused(say.KAIZALA_USER_BLOCKED, USER_BLOCKED)
     allowed_cards = settings.allowed_action_package_ids
     if allowed_cards != {ANY_ACTION_PACKAGE} and identity.action_package_id not in allowed_cards:
@@ -49,7 +50,7 @@ def _teams_refusal(identity: Identity, settings: Settings) -> Refused | None:
     teams = settings.teams
     if teams is None:  # Teams was switched off: identities it vouched for earlier no longer count
         return Refused(say.TEAMS_OFF, TEAMS_OFF)
-    if identity.id in teams.blocked_user_ids:
+    if comparable_id(identity.id) in teams.blocked_user_ids:
         return Refused(say.TEAMS_USER_BLOCKED, USER_BLOCKED)
     if identity.tenant_id not in teams.allowed_tenant_ids:
         return Refused(say.TEAMS_TENANT_NOT_ALLOWED, TENANT_NOT_ALLOWED)

@@ -18,8 +18,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import redis
 
 from shared.fleet import NOTHING, FleetCache, SharedState
+from shared.fleet.client import SINGLE, RedisClient
 from shared.fleet.sealing import VERSION, Sealer
 from shared.identity import Identity
 from shared.settings import FleetSettings
@@ -548,19 +550,22 @@ def test_flushall_while_waiting_lets_waiters_lead_and_breaks_nothing(
     assert not warnings_of(caplog)
 
 
-def test_the_subscription_survives_a_restart_and_then_says_forget_everything(own_redis: RedisServer) -> None:
+def test_the_subscription_survives_a_restart_without_telling_anyone_to_forget_everything(
+    own_redis: RedisServer,
+) -> None:
     fleet = FleetCache(own_redis.url, SECRET, timeout_ms=TIMEOUT_MS, open_seconds=OPEN_SECONDS)
     heard = Heard()
+    channel = f"{Sealer(SECRET).namespace}:purge"
     try:
         fleet.subscribe(heard)
         assert fleet.subscribed.wait(10)
-        own_redis.restart()
-        assert wait_for(lambda: None in [tag for _, tag in heard.tags], 10)  # purges may have been missed: forget all
-        assert fleet.subscribed.wait(10)
-        heard.tags.clear()
-        own_redis.client().publish(f"{Sealer(SECRET).namespace}:purge", fleet.user_tag("u-9"))
-        assert wait_for(lambda: bool(heard.tags), 1.0)
-        assert heard.tags[0][1] == fleet.user_tag("u-9")
+        own_redis.restart()  # the subscribed connection dies with the old process
+        tag = fleet.user_tag("u-9")
+        # Heard only once the listener has subscribed again, on a new connection.
+        assert wait_for(lambda: own_redis.client().publish(channel, tag) > 0 and tag in [t for _, t in heard.tags], 10)
+        # Forgetting everything here would send every user of every instance to Kaizala at once after each
+        # failover; a purge missed meanwhile is honoured by the local copies' short life instead.
+        assert None not in [t for _, t in heard.tags]
     finally:
         fleet.close()
 
@@ -611,9 +616,19 @@ def test_a_forked_child_gets_its_own_connections_and_listener(make_fleet: Callab
 
 
 def test_rediss_verifies_the_certificate_and_host_and_needs_tls_1_2() -> None:
-    fleet = FleetCache("rediss://:an-access-key@contoso.redis.cache.windows.net:6380/0", SECRET)
+    client = RedisClient(
+        "rediss://:an-access-key@contoso.redis.cache.windows.net:6380/0",
+        timeout_ms=100,
+        max_connections=2,
+        failures_to_open=3,
+        open_seconds=1,
+    )
+    client.kind = SINGLE  # as detected (nothing listens at that name here)
+    fleet = client
     try:
-        connection = fleet._redis.connection_pool.make_connection()  # built, not connected
+        built = client.connect(0.1, 2)
+        assert isinstance(built, redis.Redis)
+        connection = built.connection_pool.make_connection()  # built, not connected
         assert type(connection).__name__ == "SSLConnection"
         assert connection.cert_reqs == ssl.CERT_REQUIRED
         assert connection.check_hostname is True

@@ -36,9 +36,7 @@ LEFT_TO_DEFAULT = {
 }
 
 # Set by the Bicep ahead of the app: each entry goes once shared.settings.SETTING_NAMES lists it.
-READ_BY_THE_APP_SOON = {
-    "TOKEN_CACHE_REDIS_AUTH": "read by the app once Redis with Entra ID sign-in lands",
-}
+READ_BY_THE_APP_SOON: dict[str, str] = {}
 
 # Functions host and platform settings the Bicep sets, which the app itself never reads.
 PLATFORM_SETTINGS = {
@@ -47,7 +45,6 @@ PLATFORM_SETTINGS = {
     "AzureWebJobsStorage__blobServiceUri": "the host's blob endpoint (no connection string, shared keys are off)",
     "APPLICATIONINSIGHTS_CONNECTION_STRING": "where telemetry goes",
     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "telemetry with Entra ID (local auth is off)",
-    "AZURE_CLIENT_ID": "the identity Azure SDK credentials in the app use",
 }
 
 # Flex Consumption ignores or refuses these (Microsoft's "Flex Consumption plan deprecations"): the runtime is set

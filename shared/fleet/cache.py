@@ -4,6 +4,7 @@ and the throttle; everything else it hands to the part that does it."""
 
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from ..identity import Identity
 from ..settings import FleetSettings
@@ -13,6 +14,23 @@ from .lease import Leases
 from .purges import OnPurge, Purges
 from .records import INDEX_MILLISECONDS, MAX_REJECTION_SECONDS, MAX_THROTTLE_SECONDS, NOTHING, Records, SharedState
 from .sealing import Sealer, TokenKeys
+
+if TYPE_CHECKING:
+    from redis.credentials import CredentialProvider
+
+# While Redis is skipped, one call a second probes it: sharing resumes within about a second of its return.
+OPEN_SECONDS = 1.0
+# A shared identity's expiry in Redis, rounded down to the largest of these that is at most a tenth of its life.
+EXPIRY_GRAINS_SECONDS = (60.0, 10.0, 1.0, 0.1)
+
+
+def coarse_expiry(expires_at: float, now: float) -> float:
+    """`expires_at` rounded down (never later: an entry must not outlive its token) to a whole minute when at least
+    ten minutes remain, to 10 s when at least 100 s remain, and so on: a whole tenth of the life is the most an
+    entry loses."""
+    remaining = expires_at - now
+    grain = next((grain for grain in EXPIRY_GRAINS_SECONDS if remaining >= 10 * grain), EXPIRY_GRAINS_SECONDS[-1])
+    return expires_at // grain * grain
 
 
 class FleetCache:
@@ -24,7 +42,9 @@ class FleetCache:
         timeout_ms: int = 100,
         max_connections: int = 64,
         failures_to_open: int = 3,
-        open_seconds: float = 5.0,
+        open_seconds: float = OPEN_SECONDS,
+        ca_file: str | None = None,
+        credential_provider: "CredentialProvider | None" = None,
     ) -> None:
         self._sealer = Sealer(secret)
         client = RedisClient(
@@ -33,12 +53,13 @@ class FleetCache:
             max_connections=max_connections,
             failures_to_open=failures_to_open,
             open_seconds=open_seconds,
+            ca_file=ca_file,
+            credential_provider=credential_provider,
         )
         self.where = client.where  # for logs: the URL itself holds the access key
         self.timeout = client.timeout
         self.breaker: Breaker = client.breaker
         self._client = client
-        self._redis = client.redis
         self._records = Records(self._sealer)
         self._leases = Leases(client, self._records)
         self._purges = Purges(client, self._records)
@@ -48,7 +69,13 @@ class FleetCache:
         """The fleet cache the settings ask for; None when TOKEN_CACHE_REDIS_URL is unset."""
         if settings.redis_url is None or settings.redis_secret is None:
             return None
-        return cls(settings.redis_url, settings.redis_secret, timeout_ms=settings.redis_timeout_ms)
+        return cls(
+            settings.redis_url,
+            settings.redis_secret,
+            timeout_ms=settings.redis_timeout_ms,
+            ca_file=settings.redis_ca_file,
+            credential_provider=credential_provider(settings),
+        )
 
     @property
     def subscribed(self) -> threading.Event:
@@ -72,14 +99,18 @@ class FleetCache:
         calls Kaizala (`try_lead`, `await_result`)."""
         self._purges.ensure_listener()
         keys = self._records.keys(token)
-        value = self._client.call(lambda: self._redis.get(self._entry_key(keys)))
+        value = self._client.call(lambda: self._client.redis.get(self._entry_key(keys)))
         return NOTHING if value is None else self._records.state(keys, [value, None])
 
     def store(self, token: str, identity: Identity, expires_at: float) -> None:
-        """Share an identity until `expires_at`, list it in its user's purge index, and end our lease if any."""
+        """Share an identity until `expires_at`, list it in its user's purge index, and end our lease if any.
+
+        Redis lets the entry go a little early (`coarse_expiry`): its remaining life (PTTL) then tells a Redis
+        reader the token's `exp` only roughly. The sealed value keeps the exact end."""
         records = self._records
         keys = records.keys(token)
-        milliseconds = int((expires_at - time.time()) * 1000)
+        now = time.time()
+        milliseconds = int((coarse_expiry(expires_at, now) - now) * 1000)
         if milliseconds <= 0:  # nothing to share (caching off, or the token expires now): still end our lease
             self.release(token)
             return
@@ -87,14 +118,14 @@ class FleetCache:
         def write() -> None:
             value = records.identity(keys, identity, expires_at)
             index = records.index_key(records.user_tag(identity.id))
-            pipe = self._redis.pipeline(transaction=False)
+            pipe = self._client.redis.pipeline(transaction=False)
             pipe.set(self._entry_key(keys), value, px=milliseconds)
             pipe.sadd(index, keys.name)
             pipe.pexpire(index, INDEX_MILLISECONDS)
             self._leases.release_in(pipe, keys)  # after the result, so a waiter never sees neither
             pipe.execute()
 
-        self._client.call(write)
+        self._client.call(write, writes=True)
 
     def store_rejection(self, token: str, until: float) -> None:
         """Share Kaizala's rejection of `token` until `until` (at most MAX_REJECTION_SECONDS), drop its shared
@@ -107,12 +138,12 @@ class FleetCache:
         value = self._records.rejection(keys, until)
 
         def write() -> None:
-            pipe = self._redis.pipeline(transaction=False)
+            pipe = self._client.redis.pipeline(transaction=False)
             pipe.set(self._entry_key(keys), value, px=milliseconds)  # replaces the identity: a rejection is newer
             self._leases.release_in(pipe, keys)
             pipe.execute()
 
-        self._client.call(write)
+        self._client.call(write, writes=True)
 
     def throttle(self, until: float) -> None:
         """Tell every instance to send nothing to Kaizala until `until` (its 429 Retry-After)."""
@@ -121,7 +152,7 @@ class FleetCache:
             return
         value = self._records.throttle(until)
         name = self._records.throttle_keys.name
-        self._client.call(lambda: self._redis.set(name, value, px=milliseconds))
+        self._client.call(lambda: self._client.redis.set(name, value, px=milliseconds), writes=True)
 
     # --- fleet-wide single flight (shared.fleet.lease) ---------------------------------------------------------
 
@@ -159,5 +190,20 @@ class FleetCache:
         self._purges.close()
         self._client.close()
 
+    @property
+    def kind(self) -> str | None:
+        """What the server is ("cluster" or "single endpoint"), once detected."""
+        return self._client.kind
+
     def _entry_key(self, keys: TokenKeys) -> str:
         return self._records.entry_key(keys.name)
+
+
+def credential_provider(settings: FleetSettings) -> "CredentialProvider | None":
+    """How the app signs in to Redis: None for the URL's own credentials; with TOKEN_CACHE_REDIS_AUTH=entra, the
+    app's managed identity through redis-entraid (imported only then)."""
+    if settings.redis_auth != "entra":
+        return None
+    from .entra import credential_provider as entra  # noqa: PLC0415 - azure-identity only when it signs in
+
+    return entra(settings.azure_client_id)

@@ -64,7 +64,7 @@ class Leases:
             pipe.get(records.throttle_keys.name)
             return pipe.execute()
 
-        replies = self._client.call(take)
+        replies = self._client.call(take, writes=True)
         if replies is None:
             return True, NOTHING
         # SET NX answers None when the key exists.
@@ -83,7 +83,7 @@ class Leases:
             if self.release_in(pipe, keys):
                 pipe.execute()
 
-        self._client.call(write)
+        self._client.call(write, writes=True)
 
     def await_result(self, token: str, deadline: float) -> SharedState:
         """Wait for the leader's result: returns as soon as an entry, a rejection or a throttle appears, the lease

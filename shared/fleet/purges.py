@@ -12,14 +12,25 @@ import time
 from collections.abc import Callable
 
 import redis
+from redis.exceptions import ResponseError
 
-from .client import RedisClient, reset_in_forked_child
+from .client import CLUSTER, Client, RedisClient, close, reset_in_forked_child
 from .records import Records
 
 log = logging.getLogger("kaizala_auth")
 
 OnPurge = Callable[[str | None], None]
 ALL = "*"  # the message of `purge_all`: forget everything
+_NAME_CHARACTERS = frozenset("0123456789abcdef")
+_NAME_LENGTH = 40  # sealing.TokenKeys.name: 20 bytes, hex
+
+
+def _entry_name(member: object) -> str | None:
+    """An entry name read from a purge index, or None for anything we never wrote there."""
+    if not isinstance(member, bytes) or len(member) != _NAME_LENGTH:
+        return None
+    name = member.decode("ascii", errors="replace")
+    return name if set(name) <= _NAME_CHARACTERS else None
 
 
 class Purges:
@@ -36,49 +47,63 @@ class Purges:
 
     def purge_user(self, user_id: str) -> int | None:
         """Delete the user's shared entries and tell every instance; the number deleted, None if Redis failed.
-        Kaizala ids are matched as written; Teams object ids are cached lower-cased, so the lower-case form of
-        `user_id` is purged too (a GUID copied from a portal may be in capitals)."""
+        Ids are compared trimmed and case-folded (`sealing.user_id_form`), as the blocklists compare them.
+
+        Whatever a Redis writer put in the user's purge index never stops a purge: a member that is not one of
+        our entry names is skipped, an index of the wrong type is deleted unread, and the purge is published."""
         records = self._records
-        tags = [records.user_tag(variant) for variant in dict.fromkeys((user_id, user_id.lower()))]
+        tag = records.user_tag(user_id)
+        index = records.index_key(tag)
 
         def purge() -> int:
-            deleted = 0
-            for tag in tags:
-                index = records.index_key(tag)
-                names: set[bytes] = self._client.redis.smembers(index)  # type: ignore[assignment]  # sync client
-                pipe = self._client.redis.pipeline(transaction=False)
-                for name in names:
-                    pipe.delete(records.entry_key(name.decode()))
-                pipe.delete(index)
-                pipe.publish(records.channel, tag)
-                deleted += sum(pipe.execute()[: len(names)])
+            redis = self._client.redis
+            try:
+                members: set[bytes] = redis.smembers(index)  # type: ignore[assignment]  # sync client
+            except ResponseError:  # WRONGTYPE: not a set; it lists nothing we can read
+                members = set()
+            names = [name for name in (_entry_name(member) for member in members) if name is not None]
+            pipe = redis.pipeline(transaction=False)
+            for name in names:
+                pipe.delete(records.entry_key(name))
+            pipe.delete(index)
+            # On a cluster each shard deletes its own keys; the replies still come back in the order queued.
+            deleted = sum(int(reply) for reply in pipe.execute()[: len(names)])
+            redis.publish(records.channel, tag)
             return deleted
 
-        return self._client.call(purge)
+        return self._client.call(purge, writes=True)
 
     def purge_all(self) -> int | None:
-        """Delete every shared identity of this deployment and tell every instance; None if Redis failed."""
+        """Delete every shared identity of this deployment (on every shard) and tell every instance; None if
+        Redis failed."""
         records = self._records
 
         def purge() -> int:
+            redis = self._client.redis
             deleted = 0
-            # Entries are counted; the purge indexes that listed them are deleted too, uncounted.
+            # Entries are counted; the purge indexes that listed them are deleted too, uncounted. On a cluster,
+            # redis-py's scan_iter walks every primary in turn.
             for pattern, count in ((records.entry_key("*"), True), (records.index_key("*"), False)):
                 batch: list[bytes] = []
-                for key in self._client.redis.scan_iter(match=pattern, count=1000):
+                for key in redis.scan_iter(match=pattern, count=1000):
                     batch.append(key)
                     if len(batch) == 500:
                         deleted += self._delete(batch, count=count)
                         batch = []
                 deleted += self._delete(batch, count=count)
-            self._client.redis.publish(records.channel, ALL)
+            redis.publish(records.channel, ALL)
             return deleted
 
-        return self._client.call(purge)
+        return self._client.call(purge, writes=True)
 
     def subscribe(self, on_purge: OnPurge) -> None:
         """Call `on_purge(user_tag)` (or `on_purge(None)`: forget everything) from a daemon thread whenever a purge
-        is published. After a lost subscription it also calls `on_purge(None)`: purges may have been missed."""
+        is published.
+
+        A purge published while the subscription was lost is not heard; it is honoured anyway within
+        TOKEN_CACHE_LOCAL_SECONDS, because an in-process copy asks the fleet again by then (and the purge deleted
+        the fleet's entries). So a lost subscription does not make every instance forget everything at once,
+        which after a failover would send every user of every instance to Kaizala together."""
         self._on_purge = (*self._on_purge, on_purge)
         self.ensure_listener()
 
@@ -111,24 +136,24 @@ class Purges:
         pipe = self._client.redis.pipeline(transaction=False)
         for key in keys:
             pipe.delete(key)
-        deleted = sum(pipe.execute())
+        deleted = sum(int(reply) for reply in pipe.execute())
         return deleted if count else 0
 
     def _listen(self) -> None:
         # Its own connection: a subscribed connection can do nothing else, and waits longer than one operation.
         # A PING every few seconds of silence: a connection that died without a word (a network cut, a failover)
-        # is noticed and replaced instead of waiting forever for purges that can no longer arrive.
-        subscriber = self._client.connect(max(self._client.timeout, 1.0), 2, health_check_seconds=5)
-        pause, lost = 0.1, False
+        # is noticed and replaced instead of waiting forever for purges that can no longer arrive. Classic
+        # pub/sub, not sharded: a cluster carries a PUBLISH to every node, so a subscriber on any one hears it.
+        subscriber: Client | None = None
+        pause = 0.1
         while not self._stop.is_set():
             try:
+                if subscriber is None:
+                    subscriber = self._client.connect(max(self._client.timeout, 1.0), 2, health_check_seconds=5)
                 with subscriber.pubsub() as pubsub:  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
                     pubsub.subscribe(self._records.channel)
                     self._await_confirmation(pubsub)
                     pause = 0.1
-                    if lost:
-                        self._deliver(None)  # purges published while we were cut off are lost: forget everything
-                    lost = True
                     while not self._stop.is_set():
                         message = pubsub.get_message(ignore_subscribe_messages=True, timeout=0.25)
                         if message is not None and message.get("type") == "message":
@@ -136,11 +161,15 @@ class Purges:
                             self._deliver(None if data == ALL else data)
             except Exception as error:  # noqa: BLE001 - reconnect, whatever broke
                 log.debug("purge subscription to %s lost: %s", self._client.where, type(error).__name__)
+                if subscriber is not None and self._client.kind == CLUSTER:
+                    close(subscriber)  # a cluster's subscriber may sit on the node that failed: pick again
+                    subscriber = None
             finally:
                 self.subscribed.clear()
             self._stop.wait(pause)
-            pause = min(pause * 2, 2.0)
-        subscriber.connection_pool.disconnect()
+            pause = min(pause * 2, 1.0)
+        if subscriber is not None:
+            close(subscriber)
 
     def _await_confirmation(self, pubsub: "redis.client.PubSub") -> None:
         give_up = time.monotonic() + 2.0

@@ -46,7 +46,8 @@ NOTHING = SharedState()
 class Records:
     """One deployment's names and values. A token's identity and its rejection share one key (the entry key);
     the throttle is one key for the whole deployment. Every command names one key, so a cluster proxy never sees
-    a cross-slot command."""
+    a cross-slot command; a token's entry and lease share a hash tag (`{name}`), so on a Redis Cluster both live
+    in one slot, on one shard, and fail over together."""
 
     def __init__(self, sealer: Sealer) -> None:
         self.sealer = sealer
@@ -61,14 +62,14 @@ class Records:
         return self.sealer.user_tag(user_id)
 
     def entry_key(self, name: str) -> str:
-        return f"{self.namespace}:e:{name}"
+        return f"{self.namespace}:e:{{{name}}}"
 
     def lease_key(self, name: str) -> str:
-        return f"{self.namespace}:l:{name}"
+        return f"{self.namespace}:l:{{{name}}}"
 
     def index_key(self, tag: str) -> str:
         """The purge index: the names of one user's entries, under the user's tag."""
-        return f"{self.namespace}:u:{tag}"
+        return f"{self.namespace}:u:{{{tag}}}"
 
     def identity(self, keys: TokenKeys, identity: Identity, expires_at: float) -> bytes:
         return self.sealer.seal_identity(keys, identity, expires_at)

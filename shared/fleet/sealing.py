@@ -30,9 +30,10 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from ..identity import KAIZALA, TEAMS, Identity, Provider
+from ..identity import KAIZALA, TEAMS, Identity, Provider, comparable_id
 
 VERSION = 2  # 2: identities name their provider (Kaizala or Teams); a version-1 value is a miss
+PADDED_SIZES = (512, 1024, 2048, 4096)  # every sealed value's plaintext is one of these (or a multiple of the last)
 _NONCE_BYTES = 12
 _TAG_BYTES = 16
 _IDENTITY = b"identity"
@@ -86,7 +87,8 @@ class Sealer:
         return TokenKeys(name=derived[:20].hex(), aead_key=derived[20:])
 
     def user_tag(self, user_id: str) -> str:
-        return hmac.new(self._tag_key, user_id.encode(), hashlib.sha256).hexdigest()[:32]
+        """Of the id as ids are compared (`comparable_id`): a purge names the user as the blocklists do."""
+        return hmac.new(self._tag_key, comparable_id(user_id).encode(), hashlib.sha256).hexdigest()[:32]
 
     def deployment_keys(self, purpose: str) -> TokenKeys:
         """Keys for a fleet-wide record (the throttle), sealed like a token's so a writer cannot forge it."""
@@ -118,7 +120,18 @@ class Sealer:
         return until if math.isfinite(until) else None
 
 
+def padded(plaintext: bytes) -> bytes:
+    """`plaintext` with trailing spaces (which JSON and float() ignore) up to the next of a few fixed sizes, so a
+    value's length tells a Redis reader only which size its content fits: an identity and a rejection look alike,
+    and the length of a name, a phone number or a picture URL is not readable."""
+    size = next((size for size in PADDED_SIZES if len(plaintext) <= size), None)
+    if size is None:  # larger than any identity Kaizala or Entra sends: a multiple of the largest size
+        size = -(-len(plaintext) // PADDED_SIZES[-1]) * PADDED_SIZES[-1]
+    return plaintext.ljust(size, b" ")
+
+
 def _seal(keys: TokenKeys, kind: bytes, plaintext: bytes) -> bytes:
+    plaintext = padded(plaintext)
     nonce = os.urandom(_NONCE_BYTES)
     header = bytes([VERSION])
     return header + nonce + AESGCM(keys.aead_key).encrypt(nonce, plaintext, _aad(header, kind, keys.name))

@@ -13,7 +13,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..identity import KAIZALA, TEAMS, Provider
+from ..identity import KAIZALA, TEAMS, Provider, comparable_id
 from .fleet import FleetSettings, fleet_settings, redis_secret, redis_url
 from .kaizala import (
     ANY_ACTION_PACKAGE,
@@ -71,7 +71,10 @@ SETTING_NAMES = (
     "TOKEN_CACHE_REDIS_URL",
     "TOKEN_CACHE_REDIS_SECRET",
     "TOKEN_CACHE_REDIS_TIMEOUT_MS",
+    "TOKEN_CACHE_REDIS_CA_FILE",
+    "TOKEN_CACHE_REDIS_AUTH",
     "TOKEN_CACHE_LOCAL_SECONDS",
+    "AZURE_CLIENT_ID",  # with TOKEN_CACHE_REDIS_AUTH=entra: the user-assigned identity that signs in
     # Microsoft Teams tabs (Entra ID single sign-on)
     "TEAMS_CLIENT_ID",
     "TEAMS_APPLICATION_ID_URI",
@@ -91,7 +94,7 @@ class Settings:
     identity_url: str
     allowed_action_package_ids: frozenset[str]
     allowed_user_ids: frozenset[str]
-    blocked_user_ids: frozenset[str]
+    blocked_user_ids: frozenset[str]  # as identity.comparable_id forms them
     timeout_seconds: float  # the whole validation: connects, retries, headers and body
     max_concurrent_calls: int
     cache_seconds: int
@@ -152,7 +155,10 @@ def _parse(raw: tuple[str | None, ...]) -> Settings:
         if kaizala_on
         else frozenset(),
         allowed_user_ids=optional_list("KAIZALA_ALLOWED_USER_IDS", values["KAIZALA_ALLOWED_USER_IDS"]),
-        blocked_user_ids=optional_list("KAIZALA_BLOCKED_USER_IDS", values["KAIZALA_BLOCKED_USER_IDS"]),
+        blocked_user_ids=frozenset(
+            comparable_id(user_id)
+            for user_id in optional_list("KAIZALA_BLOCKED_USER_IDS", values["KAIZALA_BLOCKED_USER_IDS"])
+        ),
         timeout_seconds=number(
             "KAIZALA_TIMEOUT_SECONDS", values["KAIZALA_TIMEOUT_SECONDS"], default=5.0, low=0.05, high=60.0
         ),

@@ -1,6 +1,8 @@
 """The fleet cache's settings: where Redis is, the deployment's sealing secret, and the cache's timings."""
 
+import os
 from dataclasses import dataclass, field
+from typing import Literal
 from urllib.parse import urlsplit
 
 from .kaizala import TOKEN_LIFETIME_SECONDS
@@ -17,6 +19,9 @@ class FleetSettings:
     redis_secret: bytes | None = field(default=None, repr=False)
     redis_timeout_ms: int = 100
     local_cache_seconds: int = 30
+    redis_ca_file: str | None = None
+    redis_auth: Literal["url", "entra"] = "url"
+    azure_client_id: str | None = None  # the user-assigned identity's client id, for redis_auth "entra"
 
 
 def fleet_settings(values: dict[str, str | None]) -> FleetSettings:
@@ -35,6 +40,9 @@ def fleet_settings(values: dict[str, str | None]) -> FleetSettings:
                 whole=True,
             )
         ),
+        redis_ca_file=redis_ca_file(values.get("TOKEN_CACHE_REDIS_CA_FILE"), tls=_tls(url)),
+        redis_auth=redis_auth(values.get("TOKEN_CACHE_REDIS_AUTH"), url),
+        azure_client_id=(values.get("AZURE_CLIENT_ID") or "").strip() or None,
         local_cache_seconds=int(
             number(
                 "TOKEN_CACHE_LOCAL_SECONDS",
@@ -68,6 +76,49 @@ def redis_url(raw: str | None) -> str | None:
         raise SettingsError("TOKEN_CACHE_REDIS_URL", f"{shape} (the path is a database number)")
     del port  # parsed only to refuse a malformed one
     return url
+
+
+def _tls(url: str | None) -> bool:
+    return url is not None and url.startswith("rediss://")
+
+
+def redis_ca_file(raw: str | None, *, tls: bool) -> str | None:
+    """A private CA's certificates (PEM) to trust for Redis's TLS certificate; None: the system's CAs (Azure's
+    public CAs need nothing). Checked now, so a wrong path is a settings error rather than a fleet tier that never
+    connects."""
+    path = (raw or "").strip()
+    if not path:
+        return None
+    if not tls:
+        raise SettingsError("TOKEN_CACHE_REDIS_CA_FILE", "is set but TOKEN_CACHE_REDIS_URL is not rediss:// (TLS)")
+    if not os.path.isfile(path) or not os.access(path, os.R_OK):
+        raise SettingsError("TOKEN_CACHE_REDIS_CA_FILE", "names no readable file (a PEM file of CA certificates)")
+    with open(path, "rb") as file:
+        if b"-----BEGIN CERTIFICATE-----" not in file.read():
+            raise SettingsError("TOKEN_CACHE_REDIS_CA_FILE", "holds no PEM certificate")
+    return path
+
+
+REDIS_AUTH = ("url", "entra")
+
+
+def redis_auth(raw: str | None, url: str | None) -> Literal["url", "entra"]:
+    """How the app signs in: `url` (the default: the URL's password, or none) or `entra` (the app's managed
+    identity, Microsoft Entra ID; the URL then carries no password)."""
+    value = (raw or "").strip().lower() or "url"
+    if value == "url":
+        return "url"
+    if value != "entra":
+        raise SettingsError("TOKEN_CACHE_REDIS_AUTH", "must be url (the default) or entra")
+    if url is not None:
+        parts = urlsplit(url)
+        if parts.password or parts.username:
+            raise SettingsError(
+                "TOKEN_CACHE_REDIS_AUTH",
+                "is entra, but TOKEN_CACHE_REDIS_URL carries credentials too: remove them from the URL "
+                "(rediss://<host>:10000)",
+            )
+    return "entra"
 
 
 KEY_VAULT_REFERENCE = "@microsoft.keyvault("
