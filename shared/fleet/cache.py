@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from ..identity import Identity
 from ..settings import FleetSettings
 from .breaker import Breaker
+from .check import Step, check
 from .client import RedisClient
 from .lease import Leases
 from .purges import OnPurge, Purges
@@ -189,6 +190,16 @@ class FleetCache:
     def close(self) -> None:
         self._purges.close()
         self._client.close()
+
+    def check(self) -> "list[Step]":
+        """`python -m shared.purge --check`: each step of using Redis, named, not swallowed (`shared.fleet.check`)."""
+        return check(self._client, self._records)
+
+    @property
+    def health_cause(self) -> str | None:
+        """What is wrong with Redis now, in the words the WARNING used; None while it works."""
+        cause = self._client.health.cause
+        return None if cause is None else cause.text
 
     @property
     def kind(self) -> str | None:

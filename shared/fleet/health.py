@@ -116,7 +116,7 @@ class Health:
             self.cause = cause
         if opened:
             log.warning(
-                "token cache Redis at %s %s; it failed %d times in a row: skipping it, trying again every %g s "
+                "token cache Redis at %s %s; it failed %d time(s) in a row: skipping it, trying again every %g s "
                 "(requests are answered without sharing meanwhile)",
                 self.where,
                 cause.text,
