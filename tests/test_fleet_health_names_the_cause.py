@@ -48,7 +48,7 @@ def use_it(fleet: FleetCache, rounds: int = 30) -> None:
 def readers_redis(own_redis: RedisServer) -> Iterator[RedisServer]:
     own_redis.client().acl_setuser("reader", reset=True)
     own_redis.client().execute_command("ACL", "SETUSER", "reader", *READ_ONLY)
-    yield own_redis
+    return own_redis
 
 
 def test_a_read_only_user_warns_once_naming_the_denied_command_though_reads_work(
@@ -63,7 +63,8 @@ def test_a_read_only_user_warns_once_naming_the_denied_command_though_reads_work
             f"token cache Redis at 127.0.0.1:{readers_redis.port}: permission denied for the SET command: the app's "
             "Redis user needs read, write and pub/sub access; until this is fixed, identities are not shared"
         ]
-        assert fleet.health_cause is not None and "SET" in fleet.health_cause
+        assert fleet.health_cause is not None
+        assert "SET" in fleet.health_cause
         # Access granted: the next write works, and the log says so once.
         readers_redis.client().execute_command("ACL", "SETUSER", "reader", "+@all")
         use_it(fleet, rounds=5)
@@ -83,7 +84,8 @@ def test_a_wrong_password_is_named_a_failed_sign_in(own_redis: RedisServer, capl
         use_it(fleet, rounds=10)
         (warning,) = warnings_of(caplog)
         assert "sign-in failed" in warning
-        assert "the-wrong-one" not in warning and "the-right-one" not in warning
+        assert "the-wrong-one" not in warning
+        assert "the-right-one" not in warning
     finally:
         fleet.close()
 
@@ -115,7 +117,8 @@ def test_a_cluster_redirect_and_an_untrusted_certificate_are_named() -> None:
     untrusted = redis.exceptions.ConnectionError("Error 1 connecting: [SSL: CERTIFICATE_VERIFY_FAILED]")
     untrusted.__cause__ = ssl.SSLCertVerificationError(1, "certificate verify failed")
     cause = describe(untrusted, timeout_ms=100)
-    assert cause.kind == "certificate" and "TOKEN_CACHE_REDIS_CA_FILE" in cause.text
+    assert cause.kind == "certificate"
+    assert "TOKEN_CACHE_REDIS_CA_FILE" in cause.text
 
 
 def purge_check(url: str) -> subprocess.CompletedProcess[str]:

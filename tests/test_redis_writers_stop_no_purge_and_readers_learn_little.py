@@ -122,7 +122,7 @@ def test_values_come_in_a_few_sizes_whatever_they_hold(fleet: FleetCache, redis_
     fleet.throttle(time.time() + 30)
     throttle = sealed_size(redis_db, f"{NAMESPACE}:throttle")
     # A short identity, a long one, a rejection and the throttle: the length tells none of them apart.
-    assert sizes + [rejection, throttle] == [PADDED_SIZES[0]] * 4
+    assert [*sizes, rejection, throttle] == [PADDED_SIZES[0]] * 4
     fleet.store(make_jwt(), someone(name="N" * 600), time.time() + 600)  # beyond the first size: the next one
     assert PADDED_SIZES[1] in {len(v[0]) - HEADER_BYTES for v in redis_db.dump().values()}
 
@@ -134,9 +134,10 @@ def test_a_shared_identity_leaves_redis_on_a_whole_minute_before_the_token_expir
     token = make_jwt()
     fleet.store(token, someone(), exp)
     client = redis_db.client()
-    (key,) = [key for key in client.scan_iter(match=f"{NAMESPACE}:e:*")]
+    (key,) = list(client.scan_iter(match=f"{NAMESPACE}:e:*"))
     expires_ms = client.execute_command("PEXPIRETIME", key)
     # Rounded down (the entry never outlives the token), give or take the milliseconds the SET took.
     assert 0 <= expires_ms - int(exp // 60 * 60 * 1000) < 250
     state = fleet.lookup(token)
-    assert state.entry is not None and state.entry.expires_at == exp  # the sealed value keeps the exact end
+    assert state.entry is not None
+    assert state.entry.expires_at == exp
