@@ -4,7 +4,9 @@
   clock, like `exp` itself), and never past the fleet's entry when it came from there. Lowering the setting
   applies to entries already stored, at once.
 - With Redis on, this process's copy serves at most `TOKEN_CACHE_LOCAL_SECONDS`, then the fleet is asked again;
-  while Redis is skipped (it failed) the copy still serves, as without Redis, and is re-checked in the background.
+  while Redis is skipped (it failed) the copy still serves, as without Redis, and goes back to the fleet once Redis
+  answers. It is not re-checked with the provider by each instance meanwhile: after a failover that would be every
+  user of every instance at once, the surge the fleet exists to prevent.
 - Refresh-ahead: during the last REFRESH_AHEAD_FRACTION of its life an entry is re-checked in the background.
 - A provider's rejection is remembered for REJECTION_SECONDS (at most the entry lifetime). Failures never are.
 """
@@ -78,7 +80,7 @@ class Lifetimes:
 
     def due(self, entry: Entry, now: float) -> bool:
         """Whether a hit on `entry` should also re-check it in the background."""
-        return (self.refresh_ahead and now >= entry.refresh_at) or now >= entry.expires_at
+        return self.refresh_ahead and now >= entry.refresh_at
 
     def extends(self, entry: Entry, now: float) -> bool:
         """Whether a check made now would let the identity live longer than `entry` does."""

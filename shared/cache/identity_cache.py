@@ -251,9 +251,7 @@ class IdentityCache:
         now = self._timer()
         if not self.lifetimes.due(entry, now) or not self.lifetimes.extends(entry, now):
             return None
-        # A copy past its local life (served only while Redis is skipped) is re-checked within the whole cap.
-        most = MAX_REFRESHES if now < entry.expires_at else self.admission.limit
-        if key in self._refreshing or len(self._refreshing) >= most:
+        if key in self._refreshing or len(self._refreshing) >= MAX_REFRESHES:
             return None
         if self._flight.in_flight(key):
             return None

@@ -53,6 +53,8 @@ def describe(error: BaseException, *, timeout_ms: int) -> Cause:
     if isinstance(error, errors.NoPermissionError):
         match = _NOPERM_COMMAND.search(str(error))
         command = f"the {match.group(1).upper()} command" if match else "a command"
+        if match is None and "channel" in str(error):
+            command = "the purge channel (pub/sub)"
         return Cause(
             "permission",
             f"permission denied for {command}: the app's Redis user needs read, write and pub/sub access",
@@ -98,10 +100,19 @@ def _texts(chain: list[BaseException]) -> str:
 
 
 class Health:
-    """The fleet tier's state as the log tells it: None while shared, else the cause it is degraded by."""
+    """The fleet tier's state as the log tells it: None while shared, else the cause it is degraded by.
+    `subject` and `consequence` say what it is the health of (the commands, or the purge subscription)."""
 
-    def __init__(self, where: str) -> None:
+    def __init__(
+        self,
+        where: str,
+        *,
+        subject: str = "token cache Redis at {where}",
+        consequence: str = "identities are not shared",
+    ) -> None:
         self.where = where  # host:port; never the URL (it may hold the access key)
+        self.subject = subject.format(where=where)
+        self.consequence = consequence
         self.reset()
 
     def reset(self) -> None:
@@ -116,17 +127,15 @@ class Health:
             self.cause = cause
         if opened:
             log.warning(
-                "token cache Redis at %s %s; it failed %d time(s) in a row: skipping it, trying again every %g s "
+                "%s %s; it failed %d time(s) in a row: skipping it, trying again every %g s "
                 "(requests are answered without sharing meanwhile)",
-                self.where,
+                self.subject,
                 cause.text,
                 failures,
                 open_seconds,
             )
         else:
-            log.warning(
-                "token cache Redis at %s: %s; until this is fixed, identities are not shared", self.where, cause.text
-            )
+            log.warning("%s: %s; until this is fixed, %s", self.subject, cause.text, self.consequence)
 
     def succeeded(self, *, writes: bool) -> None:
         """A command succeeded; a read alone does not clear a permission problem (writes may still be denied)."""
@@ -135,4 +144,4 @@ class Health:
             if cause is None or (cause.kind == "permission" and not writes):
                 return
             self.cause = None
-        log.warning("token cache Redis at %s answers again: sharing resumes", self.where)
+        log.warning("%s answers again: sharing resumes", self.subject)

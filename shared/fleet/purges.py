@@ -15,6 +15,7 @@ import redis
 from redis.exceptions import ResponseError
 
 from .client import CLUSTER, Client, RedisClient, close, reset_in_forked_child
+from .health import Health, describe
 from .records import Records
 
 log = logging.getLogger("kaizala_auth")
@@ -43,6 +44,12 @@ class Purges:
         self._listener_pid = 0
         self._stop = threading.Event()
         self.subscribed = threading.Event()  # set while the purge subscription is live (tests wait on it)
+        self.health = Health(
+            client.where,
+            subject="the purge subscription to token cache Redis at {where}",
+            consequence="this instance hears no purge (its copies still go back to Redis within "
+            "TOKEN_CACHE_LOCAL_SECONDS)",
+        )
         reset_in_forked_child(self)
 
     def purge_user(self, user_id: str) -> int | None:
@@ -153,6 +160,7 @@ class Purges:
                 with subscriber.pubsub() as pubsub:  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
                     pubsub.subscribe(self._records.channel)
                     self._await_confirmation(pubsub)
+                    self.health.succeeded(writes=True)
                     pause = 0.1
                     while not self._stop.is_set():
                         message = pubsub.get_message(ignore_subscribe_messages=True, timeout=0.25)
@@ -160,7 +168,10 @@ class Purges:
                             data = bytes(message["data"]).decode(errors="replace")
                             self._deliver(None if data == ALL else data)
             except Exception as error:  # noqa: BLE001 - reconnect, whatever broke
-                log.debug("purge subscription to %s lost: %s", self._client.where, type(error).__name__)
+                cause = describe(error, timeout_ms=self._client.timeout_ms)
+                log.debug("purge subscription to %s lost: %s", self._client.where, cause.kind)
+                if cause.lasting:  # a connection lost is routine (a failover); a subscription refused is not
+                    self.health.failed(cause, opened=False, open_seconds=0, failures=1)
                 if subscriber is not None and self._client.kind == CLUSTER:
                     close(subscriber)  # a cluster's subscriber may sit on the node that failed: pick again
                     subscriber = None
@@ -194,3 +205,4 @@ class Purges:
         self._listener_pid = 0
         self._stop = threading.Event()
         self.subscribed = threading.Event()
+        self.health.reset()
