@@ -72,9 +72,11 @@ BUS_PORT_OFFSET = 10000  # Redis's default: a node's cluster bus listens on its 
 
 # ACL rules for add_user. Every user also gets `reset on >password` first, so a rule list says all it may do.
 FULL_ACCESS = ("~*", "&*", "+@all")
-# What a redis-py client (Redis or RedisCluster, RESP2 or RESP3) sends to connect and find its way, and reads:
-# AUTH/HELLO, CLIENT SETNAME and CLIENT SETINFO (7.2+; redis-py ignores its refusal, but it would fill ACL LOG),
-# SELECT, COMMAND (RedisCluster's key parser), CLUSTER SLOTS/SHARDS/NODES/INFO, ASKING (a slot being migrated).
+# Reads, and what redis-py (6.x and 7.x, read in their on_connect) sends to connect and find its way: AUTH, or
+# HELLO 3 AUTH with protocol=3; CLIENT SETNAME with client_name; CLIENT SETINFO LIB-NAME/LIB-VER (Redis 7.2+; a
+# refusal is ignored but fills ACL LOG); SELECT for db != 0; RedisCluster adds CLUSTER SLOTS and COMMAND, and ASKING
+# while a slot migrates. Not here: CLIENT MAINT_NOTIFICATIONS, which redis-py 7 tries with RESP3 and which only
+# Redis Enterprise / Azure Managed Redis know (a refusal is ignored), and CLIENT TRACKING (client-side caching only).
 # No write, no admin, no pub/sub.
 READ_ONLY = (
     "~*",
