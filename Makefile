@@ -1,4 +1,4 @@
-# Two commands set up a fresh machine: `make run` (the app, locally) and `make test` (lint, types, tests).
+# Two commands set up a fresh machine: `make run` (the app, locally) and `make test` (lint, types, docs, tests).
 # PYTHON= picks the interpreter (3.11+) the virtualenv is made from; VENV= where it lives.
 PYTHON ?= python3
 VENV ?= .venv
@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 NPM ?= npm
 TEAMS_JS := teams/node_modules/.package-lock.json
 
-.PHONY: run test lint bench package infra-check clean rebuild-venv
+.PHONY: run test lint docs docs-build bench package infra-check clean rebuild-venv
 
 # The stamp records the interpreter ("path version") the venv was made from: another one remakes the venv.
 PYTHON_ID := $(shell $(PYTHON) -c 'import sys; print(sys.executable, sys.version.split()[0])' 2>/dev/null)
@@ -43,8 +43,22 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint $(WITH_TEAMS_JS)
+test: lint docs-build $(WITH_TEAMS_JS)
 	$(BIN)/python -m pytest
+
+# The documentation site (mkdocs.yml, docs/). `make docs` serves it on 127.0.0.1 (DOCS_PORT= picks the port) and
+# rebuilds it on every edit, printing a broken link as a WARNING but serving on; `make test` builds it with
+# --strict into build/site (git-ignored, never deployed), so a broken link between pages, a missing anchor or a
+# page left out of nav fails the test command.
+DOCS_PORT ?= 8000
+DOCS_SITE ?= build/site
+MKDOCS := NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs
+
+docs: $(STAMP)
+	$(MKDOCS) serve --no-strict --dev-addr 127.0.0.1:$(DOCS_PORT)
+
+docs-build: $(STAMP)
+	$(MKDOCS) build --strict --site-dir $(DOCS_SITE)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

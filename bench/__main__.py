@@ -1,8 +1,9 @@
 """`python -m bench` (`make bench`): every performance figure with its target, measured side by side in one run.
 
 Bounded loops only, against 127.0.0.1 only. Says how long it will take, prints progress at least every 15 s,
-then one Markdown table (the README carries the latest). A missed target is a row marked **miss** and named in the
-summary; the exit status is 1 only when a step could not measure. `python -m bench burst fleet` runs those steps.
+then one Markdown table (docs/performance.md carries the latest). A missed target is a row marked **miss** and
+named in the summary; the exit status is 1 only when a step could not measure. `python -m bench burst fleet` runs
+those steps.
 """
 
 import json

@@ -332,7 +332,8 @@ def upstream_bound(result: Result) -> int:
 def table(
     result: Result, phases: list[Phase] = PHASES, extra: list[tuple[str, str]] | None = None, fault: str = "fault"
 ) -> str:
-    """The README's table; `extra` rows go before the last one (wrong answers); `fault` names the stand-in's."""
+    """The table in docs/reliability.md; `extra` rows go before the last one (wrong answers); `fault` names the
+    stand-in's."""
     faults_injected = sum(result.phase_counts[name] for name, faults, _ in phases if faults)
     rows = [
         ("requests sent", f"{result.requests:,}"),

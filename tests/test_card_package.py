@@ -16,7 +16,9 @@ CARD = ROOT / "card"
 
 
 def schema(name: str) -> dict:
-    """One of Kaizala's schemas from ../shared/kaizala (skips without it; REQUIRE_SHARED=1 fails)."""
+    """One of Kaizala's published schemas from ../shared/kaizala, beside the checkout: from Microsoft's Kaizala
+    documentation (MicrosoftDocs/kaizala-docs, Articles/Actions; tests/shared_data.py has the URLs). Skips without
+    it, saying where to download it from; REQUIRE_SHARED=1 fails."""
     return json.loads(shared_file(f"kaizala/{name}").read_text())
 
 

@@ -117,8 +117,8 @@ def test_a_503_holds_retry_until_its_retry_after_has_passed(
     page: Page,
     card_server: DevServer,
 ) -> None:
-    # The README says a 503 "offers a retry after Retry-After": Retry is shown at once but disabled, counting down,
-    # and only then can be pressed.
+    # docs/card.md says a 503 "shows its Retry button at once but disabled" until Retry-After has passed, counting
+    # down, and only then can it be pressed.
     def busy(route: Route) -> None:
         if route.request.method == "OPTIONS":
             route.continue_()

@@ -24,7 +24,7 @@ API_BICEP = INFRA / "app" / "api.bicep"
 
 # Settings the app reads that the Bicep does not set, each with why its default is the right one in Azure.
 LEFT_TO_DEFAULT = {
-    "KAIZALA_TIMEOUT_SECONDS": "5 s bounds every validation; the README's tuned default",
+    "KAIZALA_TIMEOUT_SECONDS": "5 s bounds every validation; the tuned default (docs/settings.md)",
     "KAIZALA_MAX_CONCURRENT_CALLS": "derived from the worker's thread pool, which the platform sizes",
     "TOKEN_CACHE_MAX_ENTRIES": "10,000 identities per instance fit a 2 GB instance many times over",
     "TOKEN_REFRESH_AHEAD": "on: cached users never wait for Kaizala",

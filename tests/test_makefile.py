@@ -90,3 +90,21 @@ def test_make_run_passes_args_through(tmp_path: Path) -> None:
     plan = make("run", "ARGS=--instances 3 --redis", f"PYTHON={sys.executable}", f"VENV={venv}")
     assert plan.returncode == 0, plan.stderr
     assert f"{venv}/bin/python -m devserver --instances 3 --redis" in plan.stdout.splitlines()
+
+
+def test_make_test_builds_the_docs_strictly_before_pytest(tmp_path: Path) -> None:
+    venv = venv_with_stamp(tmp_path, THIS_PYTHON)
+    plan = make("test", f"PYTHON={sys.executable}", f"VENV={venv}")
+    assert plan.returncode == 0, plan.stderr
+    lines = plan.stdout.splitlines()
+    build = next(n for n, line in enumerate(lines) if f"{venv}/bin/mkdocs build --strict --site-dir build/site" in line)
+    assert build < lines.index(f"{venv}/bin/python -m pytest")  # a broken link fails before the long run
+
+
+def test_make_docs_serves_on_loopback_at_the_port_given(tmp_path: Path) -> None:
+    venv = venv_with_stamp(tmp_path, THIS_PYTHON)
+    default = make("docs", f"PYTHON={sys.executable}", f"VENV={venv}")
+    assert default.returncode == 0, default.stderr
+    assert f"{venv}/bin/mkdocs serve --no-strict --dev-addr 127.0.0.1:8000" in default.stdout
+    other = make("docs", "DOCS_PORT=8123", f"PYTHON={sys.executable}", f"VENV={venv}")
+    assert "--dev-addr 127.0.0.1:8123" in other.stdout

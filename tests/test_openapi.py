@@ -46,8 +46,8 @@ def test_the_document_is_openapi_3_1_and_names_every_error_code() -> None:
     document = yaml.safe_load(DOCUMENT.read_text())
     assert document["openapi"].startswith("3.1.")
     codes = set(document["components"]["schemas"]["Error"]["properties"]["error"]["enum"])
-    readme = (ROOT / "README.md").read_text()
-    table = readme.split("### Errors", 1)[1].split("\n\n## ", 1)[0]
+    page = (ROOT / "docs" / "api.md").read_text()
+    table = page.split("\n## Errors\n", 1)[1].split("\n## ", 1)[0]
     documented = {
         cell.strip("` ")
         for line in table.splitlines()

@@ -135,6 +135,7 @@ def make_dirty(app: Path) -> None:
     write(app / "teams" / "node_modules" / "@microsoft" / "teams-js" / "package.json", "{}")
     write(app / "build" / "productpicker.zip")
     write(app / "build" / "tab" / "index.html")
+    write(app / "build" / "site" / "index.html")  # make test builds the documentation site there
     write(app / "card.zip")
     for cache in (".pytest_cache", ".mypy_cache", ".ruff_cache", ".hypothesis", ".benchmarks"):
         write(app / cache / "README.md")
@@ -194,7 +195,7 @@ def test_only_the_app_ships_from_a_dirty_working_tree(dirty_tree: tuple[Path, se
     # The dirt was there to be left out, and the port walked it.
     assert (app / "shared" / "__pycache__").is_dir()
     assert (app / NEW_SUBPACKAGE / "inner" / "__pycache__").is_dir()
-    for name in (".git", "local.settings.json", "card.zip", "requirements-dev.txt", "README.md"):
+    for name in (".git", "local.settings.json", "card.zip", "requirements-dev.txt", "README.md", "mkdocs.yml"):
         assert name not in shipped
         assert (app / name).is_file()
 

@@ -36,6 +36,7 @@ HOST_NAME = re.compile(r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-
 )
 def test_a_tab_url_teams_or_entra_cannot_use_is_refused(tmp_path: Path, tab_url: str) -> None:
     teams_js_bundle()
+    # Microsoft's manifest schema from ../shared/teams, beside the checkout (tests/shared_data.py has its URL).
     schema = json.loads(shared_file("teams/MicrosoftTeams.schema.json").read_text())
     try:
         build_teams(API, tmp_path / "teams.zip", tmp_path / "tab", tab_url=tab_url, client_id=CLIENT_ID)

@@ -55,6 +55,8 @@ def built(tmp_path: Path) -> Built:
 
 
 def test_manifest_matches_microsofts_published_schema(built: Built) -> None:
+    # ../shared/teams/MicrosoftTeams.schema.json, beside the checkout, is the file at SCHEMA_URL: without it this
+    # skips, saying where to download it from (REQUIRE_SHARED=1: fails).
     schema = json.loads(shared_file("teams/MicrosoftTeams.schema.json").read_text())
     manifest = built.manifest()
     # The schema says draft-04, which is what its validator checks; it also uses `const` (manifestVersion) and

@@ -157,9 +157,8 @@ def test_purge_of_a_teams_user_matches_the_object_id_in_any_case(
 
 
 def test_kaizala_and_entra_calls_share_the_one_cap(entra: Entra, monkeypatch: pytest.MonkeyPatch) -> None:
-    """README: "At most KAIZALA_MAX_CONCURRENT_CALLS upstream calls run at once per process ... so a hanging
-    Kaizala holds at most that many worker threads". Each provider's cache counts its own calls: with Kaizala and
-    Entra both slow, twice the cap runs (by default the whole worker pool)."""
+    """docs/how-it-works.md (Admission): "At most KAIZALA_MAX_CONCURRENT_CALLS upstream calls run at once per
+    process, for both providers together". With Kaizala and Entra both slow, the cap still bounds them both."""
     import threading
 
     import requests_mock

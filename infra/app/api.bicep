@@ -149,7 +149,7 @@ var providerAppSettings = {
   AUTH_PROVIDERS: authProviders
 }
 
-// Only with Kaizala on. Empty values mean the app's defaults (see the README's "Settings").
+// Only with Kaizala on. Empty values mean the app's defaults (see docs/settings.md).
 var kaizalaAppSettings = kaizalaEnabled ? {
   KAIZALA_ALLOWED_ACTION_PACKAGE_IDS: kaizalaAllowedActionPackageIds
   KAIZALA_IDENTITY_URL: kaizalaIdentityUrl

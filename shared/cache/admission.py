@@ -1,6 +1,6 @@
 """Admission: how many upstream calls run at once (the slots), and the line of misses waiting for one.
 
-The rule, in one place (the README's "Reliability" page says why this one):
+The rule, in one place ("Admission" in docs/how-it-works.md says why this one):
 
 - At most `limit` calls run at once, for every provider together (KAIZALA_MAX_CONCURRENT_CALLS).
 - A miss that finds a free slot and nobody waiting calls at once. Otherwise it joins the line, which is served in

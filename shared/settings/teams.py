@@ -7,7 +7,7 @@ from .values import SettingsError, https_url, optional_list
 
 DEFAULT_TEAMS_AUTHORITY = "https://login.microsoftonline.com"
 # The Microsoft Teams clients that request a tab's token (Microsoft's tab SSO documentation): desktop and mobile,
-# and web. A tab extended to Microsoft 365 or Outlook adds their ids (the README lists them).
+# and web. A tab extended to Microsoft 365 or Outlook adds their ids (docs/teams.md lists them).
 TEAMS_CLIENT_APP_IDS = frozenset({"1fec8e78-bce4-4aaf-ab1b-5451cc387264", "5e3ce6c0-2b1f-4285-8d4b-75ee78787346"})
 TEAMS_PREFIX = "TEAMS_"  # every Teams setting's name starts with it
 _APPLICATION_ID_URI = re.compile(r"api://[^/\s]+/(?P<client_id>[^/\s]+)")
