@@ -23,6 +23,7 @@ from typing import Any
 
 import requests
 
+from shared.fleet.cache import OPEN_SECONDS
 from tests import soak
 from tests.devserver_process import DevServer, devserver
 from tests.redis_server import RedisServer
@@ -31,7 +32,7 @@ INSTANCES = 3
 DEMO_USERS = Path(__file__).resolve().parent.parent / "devserver" / "demo_users.json"
 BLOCKED_USER = "a1b2c3d4-0003-4000-8000-000000000003"  # a demo user, in KAIZALA_BLOCKED_USER_IDS
 LOCAL_SECONDS = 1  # TOKEN_CACHE_LOCAL_SECONDS: local copies re-read Redis every second
-BREAKER_OPEN_SECONDS = 5.0  # shared.fleet: after a few failures an instance skips Redis this long, then probes
+BREAKER_OPEN_SECONDS = OPEN_SECONDS  # after a few failures an instance skips Redis this long, then probes
 REDIS_TIMEOUT_MS = 100  # TOKEN_CACHE_REDIS_TIMEOUT_MS, the default
 ENV = {
     **soak.ENV,

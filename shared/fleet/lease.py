@@ -111,7 +111,8 @@ class Leases:
             owner = self._owned.pop(keys.name, None)
         if owner is None:
             return False
-        pipe.eval(_RELEASE, 1, self._records.lease_key(keys.name), owner)
+        # execute_command, not pipe.eval: a cluster pipeline refuses eval() but routes EVAL by its one key.
+        pipe.execute_command("EVAL", _RELEASE, 1, self._records.lease_key(keys.name), owner)
         return True
 
     def _read(self, keys: TokenKeys) -> list[Any]:
