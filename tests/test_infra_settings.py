@@ -31,6 +31,7 @@ LEFT_TO_DEFAULT = {
     "PRODUCTS_FILE": "the bundled catalog (shared/products.json) is deployed with the app",
     "TOKEN_CACHE_REDIS_TIMEOUT_MS": "100 ms per Redis operation; Redis is an optimisation and is skipped when slow",
     "TOKEN_CACHE_LOCAL_SECONDS": "30 s bounds how stale an instance that missed a purge can be",
+    "TOKEN_CACHE_REDIS_CA_FILE": "Azure Managed Redis has a certificate from a public CA: nothing to add",
     "TEAMS_ALLOWED_CLIENT_APP_IDS": "the two Teams clients (Microsoft 365 and Outlook clients are added by hand)",
     "TEAMS_AUTHORITY": "Microsoft's own login.microsoftonline.com; only the local stand-in replaces it",
 }
