@@ -112,7 +112,7 @@ class Leases:
         if owner is None:
             return False
         # execute_command, not pipe.eval: a cluster pipeline refuses eval() but routes EVAL by its one key.
-        pipe.execute_command("EVAL", _RELEASE, 1, self._records.lease_key(keys.name), owner)
+        pipe.execute_command("EVAL", _RELEASE, 1, self._records.lease_key(keys.name), owner)  # type: ignore[no-untyped-call]
         return True
 
     def _read(self, keys: TokenKeys) -> list[Any]:
