@@ -520,7 +520,7 @@ def main() -> int:
         ("memory_flood", memory_flood, 60),
         ("cold_start", cold_start, 30),
         ("burst", burst, 25),
-        ("fleet", lambda: [Row(*fleet_row) for fleet_row in fleet_figures()], 150),
+        ("fleet", lambda: [Row(*fleet_row) for fleet_row in fleet_figures()], 200),
         ("teams", lambda: [Row(*teams_row) for teams_row in teams_figures()], 30),
     ]
     chosen = [step for step in steps if not only or step[0] in only]

@@ -97,8 +97,8 @@ def _answered(instance: Instance, token: str) -> bool:
 # --- F1 and F2: Kaizala calls ----------------------------------------------------------------------------------
 
 
-def single_flight(kaizala: str, redis_url: str) -> FleetRow:
-    say("fleet 1/4: 4 instances, 64 concurrent requests for one fresh token, with and without Redis")
+def single_flight(kaizala: str, redis_url: str, on: str = "") -> FleetRow:
+    say(f"fleet F1{on}: 4 instances, 64 concurrent requests for one fresh token, with and without Redis")
     calls: dict[bool, int] = {}
     answered: dict[bool, int] = {}
     for with_redis in (True, False):
@@ -117,15 +117,15 @@ def single_flight(kaizala: str, redis_url: str) -> FleetRow:
                 answered[with_redis] = sum(pool.map(at_once, range(64)))
             calls[with_redis] = upstream_calls(kaizala)
     return FleetRow(
-        "F1 fleet single flight: Kaizala calls, 4 instances, 64 concurrent requests, one fresh token",
+        f"F1 fleet single flight{on}: Kaizala calls, 4 instances, 64 concurrent requests, one fresh token",
         f"{calls[True]} with Redis vs {calls[False]} without ({answered[True]}/64 and {answered[False]}/64 answered)",
         "exactly 1 with Redis",
         calls[True] == 1 and answered[True] == 64 and answered[False] == 64,
     )
 
 
-def hit_ratio(kaizala: str, redis_url: str) -> FleetRow:
-    say("fleet 2/4: 2,000 requests over 100 tokens round-robin over 4 instances, with and without Redis")
+def hit_ratio(kaizala: str, redis_url: str, on: str = "") -> FleetRow:
+    say(f"fleet F2{on}: 2,000 requests over 100 tokens round-robin over 4 instances, with and without Redis")
     calls: dict[bool, int] = {}
     answered: dict[bool, int] = {}
     for with_redis in (True, False):
@@ -141,7 +141,7 @@ def hit_ratio(kaizala: str, redis_url: str) -> FleetRow:
                 answered[with_redis] = sum(pool.map(one, range(2000)))
             calls[with_redis] = upstream_calls(kaizala)
     return FleetRow(
-        "F2 fleet hit ratio: Kaizala calls, 2,000 requests over 100 tokens round-robin over 4 instances",
+        f"F2 fleet hit ratio{on}: Kaizala calls, 2,000 requests over 100 tokens round-robin over 4 instances",
         f"{calls[True]} with Redis vs {calls[False]} without "
         f"({answered[True]}/2000 and {answered[False]}/2000 answered)",
         "100 with Redis",
@@ -164,7 +164,7 @@ def app_settings(**settings: str) -> Iterator[None]:
 
 
 def redis_hit_cost(kaizala: str, redis_url: str, rounds: int = 1200, batch: int = 5) -> FleetRow:
-    say("fleet 3/4: in-process miss served from Redis vs 401 floor + one Redis GET of it (interleaved, medians)")
+    say("fleet F3: in-process miss served from Redis vs 401 floor + one Redis GET of it (interleaved, medians)")
     import redis
 
     import ValidateToken
@@ -204,8 +204,10 @@ def redis_hit_cost(kaizala: str, redis_url: str, rounds: int = 1200, batch: int 
         floor: list[float] = []
         ping: list[float] = []
         served: list[float] = []
+        cpu: list[float] = []  # the request thread's own CPU time (time.thread_time: waiting on the socket excluded)
         statuses: set[int] = set()
         clock = time.perf_counter
+        thread_clock = time.thread_time
         gc.collect()
         gc.disable()  # as timeit does: a collection lands on whichever sample runs then
         try:
@@ -220,21 +222,24 @@ def redis_hit_cost(kaizala: str, redis_url: str, rounds: int = 1200, batch: int 
                     ping.append(clock() - began)
                 for _ in range(batch):
                     root().clear()  # untimed: the next request misses in process and reads Redis
-                    began = clock()
+                    began, began_cpu = clock(), thread_clock()
                     statuses.add(ValidateToken.main(carrying).status_code)
                     served.append(clock() - began)
+                    cpu.append(thread_clock() - began_cpu)
         finally:
             gc.enable()
         calls = upstream_calls(kaizala)
         root().close()  # close this process's Redis connection (the settings change back)
     ping_client.close()
-    f, p, s = (statistics.median(values) * 1e6 for values in (floor, ping, served))
-    ratio = s / (f + p)
+    f, p, s, c = (statistics.median(values) * 1e6 for values in (floor, ping, served, cpu))
+    # A loopback round trip (~0.1 ms) is far below Azure's (~1 ms in a region): what the app adds is the CPU its
+    # own thread spends on a Redis hit (derivation, decryption, bookkeeping), which does not grow with distance.
     return FleetRow(
-        "F3 in-process miss served from Redis / (401 floor + one Redis GET round trip)",
-        f"{ratio:.2f}x ({s:.0f} µs / ({f:.1f} µs + {p:.0f} µs), medians of {rounds * batch})",
-        "≤ 1.5x",
-        ratio <= 1.5 and statuses == {200} and calls == 1,
+        "F3 Redis hit: the request thread's CPU time (time.thread_time), beside wall time and the GET round trip",
+        f"{c:.0f} µs CPU; wall {s:.0f} µs = {s / (f + p):.2f}x (401 floor {f:.1f} µs + GET {p:.0f} µs), "
+        f"medians of {rounds * batch}",
+        "CPU ≤ 80 µs",
+        c <= 80 and statuses == {200} and calls == 1,
     )
 
 
@@ -250,7 +255,7 @@ HOST_SETTINGS = {  # as the other HTTP figures run `python -m devserver`
     "TOKEN_CACHE_SECONDS": str(int(CACHE_SECONDS)),
     "TOKEN_CACHE_LOCAL_SECONDS": "1",  # local copies expire every second: cached users then consult Redis
 }
-BREAKER_OPEN = "failed 3 times in a row"  # the breaker's WARNING (shared/fleet/breaker.py)
+BREAKER_OPEN = "skipping it, trying again"  # the WARNING when Redis is skipped (shared/fleet/health.py)
 
 
 def _get(session: requests.Session, api: str, token: str) -> int:
@@ -261,7 +266,7 @@ def redis_outage(redis_server: Callable[[], Any], seconds: float = 6.0, every: f
     """Three host processes side by side (no Redis; Redis up; Redis killed, breaker open), each with its own stand-in
     and 16 cached users, paced requests interleaved over the three so load from elsewhere hits them alike."""
     say(
-        f"fleet 4/4: p99 over HTTP of cached users, TOKEN_CACHE_LOCAL_SECONDS=1: three hosts (no Redis, Redis up, "
+        f"fleet F4: p99 over HTTP of cached users, TOKEN_CACHE_LOCAL_SECONDS=1: three hosts (no Redis, Redis up, "
         f"Redis down with its breaker open) interleaved, a request every {every * 1000:g} ms for {seconds:g} s"
     )
     phases = ("no Redis", "up", "down")
@@ -314,6 +319,55 @@ def redis_outage(redis_server: Callable[[], Any], seconds: float = 6.0, every: f
     )
 
 
+# --- F5: a failover ----------------------------------------------------------------------------------------------
+
+
+def failover(kaizala: str, server: Any, users: int = 40, seconds: float = 30.0) -> FleetRow:
+    """U users active on I instances, then Redis restarts with its memory lost (a patching failover): the Kaizala
+    calls in the next 30 s. Without sharing each instance would check each of its users again: up to U x I."""
+    say(
+        f"fleet F5: {users} users on {INSTANCES} instances, Redis restarted empty, Kaizala calls in {seconds:g} s after"
+    )
+    from shared.fleet.cache import OPEN_SECONDS
+
+    with fleet(kaizala, server.url) as instances:
+        tokens = mint(kaizala, users)
+        for instance in instances:
+            for token in tokens:
+                _answered(instance, token)
+        stop = threading.Event()
+        failed = [0]
+
+        def traffic(instance: Instance) -> None:
+            while not stop.is_set():
+                for token in tokens:
+                    failed[0] += not _answered(instance, token)
+                stop.wait(0.1)
+
+        threads = [threading.Thread(target=traffic, args=(instance,)) for instance in instances]
+        for thread in threads:
+            thread.start()
+        try:
+            time.sleep(1.0)
+            server.kill()
+            time.sleep(3 * OPEN_SECONDS)  # every breaker opens
+            upstream_calls(kaizala, reset=True)
+            server.start()
+            time.sleep(seconds)
+            calls = upstream_calls(kaizala)
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join(timeout=30)
+    return FleetRow(
+        f"F5 failover: Kaizala calls in the {seconds:g} s after a Redis restart (memory lost), "
+        f"{users} users on {INSTANCES} instances",
+        f"{calls} (at most {users * INSTANCES} without sharing)" + (f", {failed[0]} not answered" if failed[0] else ""),
+        f"≤ {users} (one per user)",
+        calls <= users and failed[0] == 0,
+    )
+
+
 def fleet_figures() -> list[FleetRow]:
     """Every fleet figure, or one row saying they were skipped (no `redis-server` binary)."""
     # The tests' throwaway redis-server (free loopback port, no persistence, stopped afterwards); imported by name
@@ -326,17 +380,26 @@ def fleet_figures() -> list[FleetRow]:
     with (
         launched("devserver.kaizala", ["--port", "0", "--latency-ms", "50"]) as stand_in,
         throwaway.redis_server() as server,
+        throwaway.redis_cluster(masters=3) as cluster,
     ):
         kaizala = stand_in.kaizala
         steps: list[Callable[[], FleetRow]] = [
             lambda: single_flight(kaizala, server.url),
             lambda: hit_ratio(kaizala, server.url),
+            lambda: single_flight(kaizala, cluster.url, on=" on a 3-master cluster"),
+            lambda: hit_ratio(kaizala, cluster.url, on=" on a 3-master cluster"),
             lambda: redis_hit_cost(kaizala, server.url),
             lambda: redis_outage(throwaway.redis_server),
+            lambda: failover(kaizala, server),
         ]
         for step in steps:
             server.client().flushall()
-            rows.append(step())
+            for node in cluster.nodes:
+                node.client().flushall()
+            try:
+                rows.append(step())
+            except Exception as error:  # noqa: BLE001 - a figure that cannot run is reported, never crashes the bench
+                rows.append(FleetRow("fleet figure", f"could not run: {type(error).__name__}: {error}", "—", False))
     return rows
 
 
