@@ -136,15 +136,34 @@ def current_settings() -> Settings:
     request = _request.get()
     if request is not None and request.settings is not None:
         return request.settings
-    settings = _parse(tuple(os.environ.get(name) for name in (*SETTING_NAMES, WORKER_POOL_SETTING)))
+    settings = _parse(_environment())
     if request is not None:
         request.settings = settings
     return settings
 
 
+_NAMES = (*SETTING_NAMES, WORKER_POOL_SETTING)
+_ENCODED_NAMES = tuple(os.environ.encodekey(name) for name in _NAMES)
+
+
+def _environment() -> tuple[object, ...]:
+    """The raw values of every setting, as cheaply as they can be read (this runs on every request): straight from
+    the environment's own mapping, undecoded (os.environ keeps it in step with putenv); `_parse` decodes them."""
+    data = getattr(os.environ, "_data", None)
+    if not isinstance(data, dict):
+        return tuple(os.environ.get(name) for name in _NAMES)
+    return tuple(map(data.get, _ENCODED_NAMES))
+
+
+def _decoded(raw: object) -> str | None:
+    if raw is None or isinstance(raw, str):
+        return raw
+    return str(os.environ.decodevalue(raw))  # type: ignore[arg-type]  # bytes, from the mapping itself
+
+
 @functools.lru_cache(maxsize=8)
-def _parse(raw: tuple[str | None, ...]) -> Settings:
-    values = dict(zip((*SETTING_NAMES, WORKER_POOL_SETTING), raw, strict=True))
+def _parse(raw: tuple[object, ...]) -> Settings:
+    values = dict(zip(_NAMES, map(_decoded, raw), strict=True))
     providers = auth_providers(values["AUTH_PROVIDERS"])
     kaizala_on = KAIZALA in providers
     _warn_unused(values, providers)
