@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import requests
 
@@ -151,14 +151,26 @@ class FleetResult:
     redis_warnings: int = 0
 
 
+class Dumps(Protocol):
+    def dump(self) -> dict[bytes, list[bytes]]: ...
+
+
+class HasUrl(Protocol):
+    @property
+    def url(self) -> str: ...
+
+
 @contextmanager
-def fleet(redis: RedisServer) -> Iterator[DevServer]:
+def fleet(redis: HasUrl) -> Iterator[DevServer]:
+    """The instances, on `redis` (a server, or a cluster named by one of its nodes)."""
     args = ["--instances", str(INSTANCES), "--redis-url", redis.url, "--no-access-log"]
     with devserver(*args, env=ENV, startup=120) as server:
         yield server
 
 
-def run(server: DevServer, redis: RedisServer) -> FleetResult:
+def run(server: DevServer, redis: RedisServer, everything: Dumps | None = None) -> FleetResult:
+    """`redis`: the server the faults hit (on a cluster, one of its nodes); `everything`: what holds every key at
+    the end (the cluster; by default `redis` itself)."""
     faults = RedisFaults(redis)
     try:
         result = soak.run(
@@ -170,7 +182,7 @@ def run(server: DevServer, redis: RedisServer) -> FleetResult:
     fleet_result.fleet_bound = fleet_bound(result, faults.windows)
     fleet_result.slow_503s_redis_only = sum(result.slow_503s_by_phase[phase] for phase in REDIS_ONLY)
     prove_sharing_is_back(server, fleet_result)
-    fleet_result.redis_keys, fleet_result.leaks = secrets_in(redis, result)
+    fleet_result.redis_keys, fleet_result.leaks = secrets_in(everything or redis, result)
     fleet_result.redis_warnings = len(redis_warnings(server.output()))
     return fleet_result
 
@@ -232,7 +244,7 @@ def prove_sharing_is_back(server: DevServer, result: FleetResult, patience: floa
     result.shared_again_seconds = time.monotonic() - began
 
 
-def secrets_in(redis: RedisServer, result: soak.Result) -> tuple[int, list[str]]:
+def secrets_in(redis: Dumps, result: soak.Result) -> tuple[int, list[str]]:
     """How many keys Redis holds, and every secret found in any key, value or set member."""
     demo = json.loads(DEMO_USERS.read_text())
     needles: dict[str, str] = {}
