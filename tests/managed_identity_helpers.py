@@ -60,6 +60,7 @@ class TokenPasswords:
         self._lock = threading.Lock()
         self.current: dict[str, str] = {}
         self.issued: list[tuple[str, str]] = []  # (object id, token), oldest first
+        self.issued_at: list[float] = []
 
     def __call__(self, object_id: str, token: str) -> None:
         secret(token)  # the log fixture fails a test whose logs hold it
@@ -69,6 +70,7 @@ class TokenPasswords:
             )
             self.current[object_id] = token
             self.issued.append((object_id, token))
+            self.issued_at.append(time.time())
 
     def accepts(self, token: str) -> bool:
         with self._lock:
@@ -83,6 +85,7 @@ class TokenPasswords:
 class _Connection:
     client: socket.socket
     upstream: socket.socket
+    opened_at: float = field(default_factory=time.time)
     expires_at: float | None = None  # the exp of the token it last signed in with
     sign_ins: int = 0
     closed: bool = False
@@ -131,6 +134,8 @@ class ExpiringSignIns:
 
     def close(self) -> None:
         self._stop.set()
+        with suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread
         self._listener.close()
         with self._lock:
             connections = list(self._connections)
