@@ -58,6 +58,12 @@ class RedisClient:
         self._tls = parts.scheme == "rediss"
         self._ca_file = ca_file
         self._credential_provider = credential_provider
+        self._pool_class = redis.BlockingConnectionPool
+        if credential_provider is not None:
+            # Signing in with a token that renews: a pool whose connections sign in again with each renewal.
+            from .entra import BlockingConnectionPool  # noqa: PLC0415 - only with TOKEN_CACHE_REDIS_AUTH=entra
+
+            self._pool_class = BlockingConnectionPool
         self._max_connections = max_connections
         self.breaker = Breaker(failures_to_open=failures_to_open, open_seconds=open_seconds)
         self.health = Health(self.where)
@@ -82,13 +88,13 @@ class RedisClient:
         nothing else), of the server's kind."""
         options = self._options(timeout, max_connections, health_check_seconds)
         if self.kind is None:
-            self.kind = _detect(self._url, options)
+            self.kind = _detect(self._url, options, self._pool_class)
         if self.kind == CLUSTER:
             # Every node gets a blocking pool of its own; no retries at the cluster level either (a retry would
             # double what a failing node costs a request). MOVED and ASK are still followed: they are answers.
             # RedisCluster passes on only the options it knows: the others go to each node's pool directly.
             passed = {name: value for name, value in options.items() if name in REDIS_ALLOWED_KEYS}
-            node_pool = functools.partial(redis.BlockingConnectionPool, **_without(options, passed))
+            node_pool = functools.partial(self._pool_class, **_without(options, passed))
             return RedisCluster(
                 url=self._url,
                 connection_pool_class=node_pool,
@@ -96,8 +102,9 @@ class RedisClient:
                 require_full_coverage=False,
                 **passed,
             )
-        pool = redis.BlockingConnectionPool.from_url(self._url, retry=Retry(NoBackoff(), 0), **options)
-        return redis.Redis(connection_pool=pool)
+        pool = self._pool_class.from_url(self._url, retry=Retry(NoBackoff(), 0), **options)
+        # The provider goes to the client as well: that is where redis-py registers the pool for renewals.
+        return redis.Redis(connection_pool=pool, credential_provider=self._credential_provider)
 
     def _options(self, timeout: float, max_connections: int, health_check_seconds: int) -> dict[str, Any]:
         options: dict[str, Any] = {
@@ -176,11 +183,11 @@ def _without(options: dict[str, Any], passed: dict[str, Any]) -> dict[str, Any]:
     return {name: value for name, value in options.items() if name not in passed}
 
 
-def _detect(url: str, options: dict[str, Any]) -> str:
+def _detect(url: str, options: dict[str, Any], pool_class: type[redis.BlockingConnectionPool]) -> str:
     """CLUSTER when the server the URL names is a Redis Cluster node (INFO cluster), else SINGLE (a node, or a
     proxy that hides the shards behind one endpoint, as Azure's Enterprise clustering policy does)."""
     probe_options = options | {"max_connections": 1}
-    pool = redis.BlockingConnectionPool.from_url(url, retry=Retry(NoBackoff(), 0), **probe_options)
+    pool = pool_class.from_url(url, retry=Retry(NoBackoff(), 0), **probe_options)
     try:
         info: dict[str, Any] = redis.Redis(connection_pool=pool).info("cluster")  # type: ignore[assignment]
     finally:

@@ -2,10 +2,10 @@
 
 import os
 from dataclasses import dataclass, field
-from typing import Literal
 from urllib.parse import urlsplit
 
 from .kaizala import TOKEN_LIFETIME_SECONDS
+from .redis_auth import RedisAuth, check_redis_auth, redis_auth
 from .values import SettingsError, is_loopback, number
 
 MIN_REDIS_SECRET_CHARS = 32
@@ -20,7 +20,7 @@ class FleetSettings:
     redis_timeout_ms: int = 100
     local_cache_seconds: int = 30
     redis_ca_file: str | None = None
-    redis_auth: Literal["url", "entra"] = "url"
+    redis_auth: RedisAuth = "url"
     azure_client_id: str | None = None  # the user-assigned identity's client id, for redis_auth "entra"
 
 
@@ -41,7 +41,7 @@ def fleet_settings(values: dict[str, str | None]) -> FleetSettings:
             )
         ),
         redis_ca_file=redis_ca_file(values.get("TOKEN_CACHE_REDIS_CA_FILE"), tls=_tls(url)),
-        redis_auth=redis_auth(values.get("TOKEN_CACHE_REDIS_AUTH"), url),
+        redis_auth=_signed_in_by(values.get("TOKEN_CACHE_REDIS_AUTH"), url),
         azure_client_id=(values.get("AZURE_CLIENT_ID") or "").strip() or None,
         local_cache_seconds=int(
             number(
@@ -78,6 +78,12 @@ def redis_url(raw: str | None) -> str | None:
     return url
 
 
+def _signed_in_by(raw: str | None, url: str | None) -> RedisAuth:
+    auth = redis_auth(raw)
+    check_redis_auth(auth, url)
+    return auth
+
+
 def _tls(url: str | None) -> bool:
     return url is not None and url.startswith("rediss://")
 
@@ -97,28 +103,6 @@ def redis_ca_file(raw: str | None, *, tls: bool) -> str | None:
         if b"-----BEGIN CERTIFICATE-----" not in file.read():
             raise SettingsError("TOKEN_CACHE_REDIS_CA_FILE", "holds no PEM certificate")
     return path
-
-
-REDIS_AUTH = ("url", "entra")
-
-
-def redis_auth(raw: str | None, url: str | None) -> Literal["url", "entra"]:
-    """How the app signs in: `url` (the default: the URL's password, or none) or `entra` (the app's managed
-    identity, Microsoft Entra ID; the URL then carries no password)."""
-    value = (raw or "").strip().lower() or "url"
-    if value == "url":
-        return "url"
-    if value != "entra":
-        raise SettingsError("TOKEN_CACHE_REDIS_AUTH", "must be url (the default) or entra")
-    if url is not None:
-        parts = urlsplit(url)
-        if parts.password or parts.username:
-            raise SettingsError(
-                "TOKEN_CACHE_REDIS_AUTH",
-                "is entra, but TOKEN_CACHE_REDIS_URL carries credentials too: remove them from the URL "
-                "(rediss://<host>:10000)",
-            )
-    return "entra"
 
 
 KEY_VAULT_REFERENCE = "@microsoft.keyvault("
