@@ -83,7 +83,8 @@ class BlockingConnectionPool(redis.BlockingConnectionPool):
                 connection.re_auth()
             except (redis.exceptions.RedisError, OSError):
                 connection.disconnect()
-                connection.connect()
+                connection.connect()  # signs in with the newest token
+                connection.set_re_auth_token(None)  # nothing left to send
         except BaseException:
             connection.disconnect()
             self.release(connection)  # type: ignore[no-untyped-call]
