@@ -122,10 +122,11 @@ def test_pooled_connections_sign_in_again_at_every_renewal_and_keep_serving(azur
     workers = [threading.Thread(target=work, args=(number,)) for number in range(threads)]
     for worker in workers:
         worker.start()
+    time.sleep(seconds - 0.5)
+    entra.close_all()  # no more renewals: the workers' last commands re-sign in every connection with the last token
     for worker in workers:
         worker.join()
 
-    entra.close_all()  # no more renewals while the tokens are checked
     tokens = azure.passwords.tokens_of(SYSTEM.object_id)
     assert not failures, f"commands failed across the rotations: {dict(failures)}"
     assert all(count > 100 for count in done), done
