@@ -43,6 +43,13 @@ def describe(error: BaseException, *, timeout_ms: int) -> Cause:
         )
     if any(isinstance(e, ssl.SSLError) for e in chain):
         return Cause("tls", "the TLS handshake failed (is the port a TLS port? Azure's is 10000 or 6380)", lasting=True)
+    if any(type(e).__name__ == "SignInFailed" for e in chain):  # shared.fleet.entra, not imported without it
+        return Cause(
+            "sign_in",
+            "Microsoft Entra ID sign-in failed: the managed identity endpoint gave the app no token (is the identity "
+            "assigned to the app, and AZURE_CLIENT_ID its client id?)",
+            lasting=True,
+        )
     if any(_is_sign_in_failure(e) for e in chain):
         return Cause(
             "sign_in",
