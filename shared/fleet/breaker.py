@@ -11,6 +11,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from .. import telemetry
+
 log = logging.getLogger("kaizala_auth")
 
 
@@ -57,6 +59,7 @@ class Breaker:
             self._probing = False
         if was_open:
             log.warning("%s answers again: using it again", self.name)
+            telemetry.fleet_changed(available=True, cause="recovered")
 
     def failed(self, error: BaseException) -> bool:
         """Count a failure; True when this one opened the breaker."""
@@ -76,4 +79,5 @@ class Breaker:
                 type(error).__name__,
                 self.open_seconds,
             )
+            telemetry.fleet_changed(available=False, cause=type(error).__name__)
         return not was_open

@@ -16,6 +16,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from .. import telemetry
 from ..forking import reset_in_child
 from .breaker import Breaker
 
@@ -69,15 +70,18 @@ class RedisClient:
         """`operation()`, or None when it fails or the breaker skips Redis."""
         if not self.breaker.allow():
             return None
+        trip = telemetry.redis_round_trip()  # a span and a duration, named after our caller (lookup, store, ...)
         try:
             result = operation()
         except Exception as error:  # noqa: BLE001 - Redis failing must never fail a request
+            trip.end(error)
             log.debug("token cache Redis at %s: %s", self.where, type(error).__name__)
             if self.breaker.failed(error):
                 # Idle connections to a server that went away would each fail once more after it returns,
                 # reopening the breaker: start again from fresh ones.
                 self.redis.connection_pool.disconnect(inuse_connections=False)
             return None
+        trip.end()
         self.breaker.succeeded()
         return result
 
