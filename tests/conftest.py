@@ -31,6 +31,18 @@ FLEET_SETTINGS = (
     "TOKEN_CACHE_LOCAL_SECONDS",
 )
 TEAMS_SETTINGS = tuple(name for name in SETTING_NAMES if name.startswith("TEAMS_"))
+# Telemetry stays off unless a test turns it on (a developer's shell may export to a collector of their own).
+TELEMETRY_SETTINGS = (
+    "OTEL_SDK_DISABLED",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+    "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY",
+    "PYTHON_ENABLE_OPENTELEMETRY",
+    "APPLICATIONINSIGHTS_CONNECTION_STRING",
+    "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
+)
 APPLICATION_ID_URI = f"api://contoso.example/{CLIENT_ID}"  # the v1 tokens' aud in tests/entra.py
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # Flags for a closed network and a root user, as Debian's Chromium needs them in a sandboxed CI.
@@ -92,6 +104,8 @@ def settings_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in FLEET_SETTINGS:  # the fleet cache stays off unless a test turns it on
         monkeypatch.delenv(name, raising=False)
     for name in TEAMS_SETTINGS:  # Teams stays off unless a test turns it on
+        monkeypatch.delenv(name, raising=False)
+    for name in TELEMETRY_SETTINGS:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AUTH_PROVIDERS", "kaizala")
     monkeypatch.setenv("KAIZALA_IDENTITY_URL", MOCK_URL)
