@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
 
     from tests.devserver_process import DevServer
+    from tests.otlp_collector import Collector
     from tests.redis_server import RedisServer
 
 import shared
@@ -116,6 +117,22 @@ def settings_env(monkeypatch: pytest.MonkeyPatch) -> None:
     # the cap on upstream calls is raised here and tested on its own (test_limits.py).
     monkeypatch.setenv("KAIZALA_MAX_CONCURRENT_CALLS", "64")
     shared.clear_cache()
+
+
+@pytest.fixture
+def otlp(monkeypatch: pytest.MonkeyPatch) -> Iterator["Collector"]:
+    """Telemetry on, exporting over OTLP/HTTP to a collector of the test's own on 127.0.0.1; off again after."""
+    from shared import telemetry
+    from tests.otlp_collector import collector
+    from tests.telemetry_helpers import otlp_env
+
+    with collector() as running:
+        otlp_env(monkeypatch, running.url)
+        assert telemetry.restart().name == "otlp"
+        try:
+            yield running
+        finally:
+            telemetry.shutdown()
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -31,56 +30,13 @@ from tests.helpers import (
     upstream_server,
     wait_for,
 )
-from tests.otlp_collector import Collector, collector
+from tests.otlp_collector import Collector
+from tests.telemetry_helpers import HOST_SPAN, TRACE_ID, HostContext, flush, validate
 
 ROOT = Path(__file__).resolve().parent.parent
-TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
-HOST_SPAN = "00f067aa0ba902b7"
-TRACE_PARENT = f"00-{TRACE_ID}-{HOST_SPAN}-01"
 USER_ID = "kz-user-5e1f0c"
 USER_NAME = "Priya Kulkarni-Ostrowski"
 PHONE = "+15557654321"
-
-
-class Trace:
-    def __init__(self, trace_parent: str) -> None:
-        self.trace_parent = trace_parent
-        self.trace_state = ""
-
-
-class HostContext:
-    """What the worker passes as `context`: only its trace context is read."""
-
-    def __init__(self, trace_parent: str = TRACE_PARENT) -> None:
-        self.trace_context = Trace(trace_parent)
-
-
-def otlp_env(monkeypatch: pytest.MonkeyPatch, url: str, **extra: str) -> None:
-    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", url)
-    monkeypatch.setenv("OTEL_METRIC_EXPORT_INTERVAL", "60000")  # the test flushes when it wants the figures
-    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "2")
-    for name, value in extra.items():
-        monkeypatch.setenv(name, value)
-
-
-@pytest.fixture
-def otlp(monkeypatch: pytest.MonkeyPatch) -> Iterator[Collector]:
-    with collector() as running:
-        otlp_env(monkeypatch, running.url)
-        assert telemetry.restart().name == "otlp"
-        try:
-            yield running
-        finally:
-            telemetry.shutdown()
-
-
-def flush(running: Collector) -> None:
-    assert telemetry.force_flush(5.0)
-    assert running.received.requests.get("/v1/metrics"), "no metrics export arrived"
-
-
-def validate(token: str | None = None, *, context: Any = None, **kwargs: Any) -> Any:
-    return ValidateToken.main(request(token=token, **kwargs), context=context or HostContext())
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pytest
 from shared import telemetry
 from tests.helpers import Reply, Upstream, identity_payload, make_jwt, upstream_server
 from tests.otlp_collector import collector, down_url
-from tests.test_telemetry import otlp_env, validate
+from tests.telemetry_helpers import otlp_env, validate
 
 MISSES = 40
 HITS = 400

@@ -10,7 +10,7 @@ from shared.telemetry import names
 from tests.helpers import Reply, Upstream, identity_payload, make_jwt, upstream_server
 from tests.otlp_collector import Collector
 from tests.redis_server import SECRET, RedisServer, require_redis
-from tests.test_telemetry import HOST_SPAN, TRACE_ID, flush, otlp, validate  # noqa: F401 - otlp is a fixture
+from tests.telemetry_helpers import HOST_SPAN, TRACE_ID, flush, validate
 
 require_redis()
 

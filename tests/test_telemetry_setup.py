@@ -16,7 +16,7 @@ import pytest
 from shared import telemetry
 from shared.telemetry import names, setup
 from tests.otlp_collector import collector
-from tests.test_telemetry import otlp_env, validate
+from tests.telemetry_helpers import otlp_env, validate
 
 ROOT = Path(__file__).resolve().parent.parent
 
