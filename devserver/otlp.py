@@ -224,6 +224,16 @@ class Received:
             },
             "signing_key_fetches": _by(self.latest("kaizala_auth.signing_keys.fetches"), ("outcome",)),
             "logs": [f"{line.severity} {line.body}" for line in list(self.logs)[-30:]],
+            "spans": [
+                {
+                    "name": span.name,
+                    "trace_id": span.trace_id,
+                    "parent_span_id": span.parent_span_id,
+                    "ms": round(span.seconds * 1000, 2),
+                    "outcome": span.attributes.get("outcome"),
+                }
+                for span in list(self.spans)[-30:]
+            ],
             "exports": dict(self.requests),
         }
 

@@ -18,6 +18,7 @@ import atexit
 import logging
 import os
 import sys
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -160,13 +161,17 @@ def otlp(environ: Mapping[str, str]) -> Pipeline:
 
 def _resource(environ: Mapping[str, str]) -> Any:
     """OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES as the SDK reads them; without a service name, the function
-    app's (WEBSITE_SITE_NAME in Azure), else DEFAULT_SERVICE_NAME."""
+    app's (WEBSITE_SITE_NAME in Azure), else DEFAULT_SERVICE_NAME; without an instance id, the Azure instance's
+    (WEBSITE_INSTANCE_ID), else one made for this process: each instance's cumulative counts are a series of
+    their own, which a backend adds up."""
     from opentelemetry.sdk.resources import Resource  # noqa: PLC0415
 
-    named = (environ.get("OTEL_SERVICE_NAME") or "").strip() or "service.name=" in environ.get(
-        "OTEL_RESOURCE_ATTRIBUTES", ""
-    )
-    default = {} if named else {"service.name": environ.get("WEBSITE_SITE_NAME") or DEFAULT_SERVICE_NAME}
+    given = environ.get("OTEL_RESOURCE_ATTRIBUTES", "")
+    default: dict[str, str] = {}
+    if not (environ.get("OTEL_SERVICE_NAME") or "").strip() and "service.name=" not in given:
+        default["service.name"] = environ.get("WEBSITE_SITE_NAME") or DEFAULT_SERVICE_NAME
+    if "service.instance.id=" not in given:
+        default["service.instance.id"] = environ.get("WEBSITE_INSTANCE_ID") or uuid.uuid4().hex
     return Resource.create(default)
 
 
