@@ -89,10 +89,12 @@ def restart(environ: Mapping[str, str] | None = None, *, keep: bool = False) -> 
         return telemetry
 
 
-def use(telemetry: Telemetry) -> Telemetry:
-    """Record through `telemetry` from now on (tests and the local host hand in providers of their own)."""
+def use(telemetry: Telemetry, *, stop: bool = True) -> Telemetry:
+    """Record through `telemetry` from now on (providers of a test's own, or OFF). `stop`: flush and shut down the
+    pipeline set up so far; False keeps it, for switching back (the bench's on/off comparison)."""
     with _process.lock:
-        _stop()
+        if stop:
+            _stop()
         if telemetry.on:
             _correlate_logs(True)
         _process.active = telemetry
