@@ -3,7 +3,7 @@
 Bounded loops only, against 127.0.0.1 only. Says how long it will take, prints progress at least every 15 s,
 then one Markdown table (docs/performance.md carries the latest). A missed target is a row marked **miss** and
 named in the summary; the exit status is 1 only when a step could not measure. `python -m bench burst fleet` runs
-those steps.
+those steps (`python -m bench telemetry`: telemetry on / off, docs/telemetry.md).
 """
 
 import json
@@ -29,6 +29,7 @@ from devserver.launch import ROOT, environment, launched
 
 from .fleet import fleet_figures
 from .teams import teams_figures
+from .telemetry import telemetry_figures
 from .upstream import mint, upstream_calls
 
 SETTINGS = {
@@ -522,6 +523,7 @@ def main() -> int:
         ("burst", burst, 25),
         ("fleet", lambda: [Row(*fleet_row) for fleet_row in fleet_figures()], 200),
         ("teams", lambda: [Row(*teams_row) for teams_row in teams_figures()], 30),
+        ("telemetry", lambda: [Row(*telemetry_row) for telemetry_row in telemetry_figures()], 20),
     ]
     chosen = [step for step in steps if not only or step[0] in only]
     say(f"make bench: {len(chosen)} steps, about {sum(seconds for *_, seconds in chosen) / 60:.0f} minutes")

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from shared import telemetry
 from shared.identity import TEAMS, Provider
 from shared.settings import SettingsError, current_settings
 from shared.settings.providers import auth_providers
@@ -23,6 +24,8 @@ from .functions_host import INVOKE_MODES, FunctionAppError, load_app
 from .kaizala import DEFAULT_PORT as DEFAULT_KAIZALA_PORT
 from .kaizala import KaizalaStandIn
 from .network import local_base, needs_loopback_listener, stand_in_base
+from .otlp import Received
+from .telemetry_page import export_here
 from .wsgi import serve
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,6 +83,12 @@ def arguments() -> argparse.ArgumentParser:
         help="worker: through azure-functions-runtime-v1, or azure-functions-runtime for a v2 app (Python 3.13+);"
         " direct: call the functions; auto (default): the worker library whenever the Python is 3.13+",
     )
+    parser.add_argument(
+        "--telemetry",
+        action="store_true",
+        help="the functions export their telemetry over OTLP to the stand-in, which shows it at /telemetry/"
+        " (OTEL_EXPORTER_OTLP_ENDPOINT and OTEL_* already set in the environment win)",
+    )
     add_fault_arguments(parser)
     add_entra_arguments(parser)
     add_fleet_arguments(parser)
@@ -113,8 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     # Loopback URLs: the functions call the stand-in at one (settings allow plain http only to this machine), and
     # the banner prints ones that work from here whatever --host is.
     kaizala_base = stand_in_base(args.host, kaizala_port)
-    if os.environ.get("KAIZALA_IDENTITY_URL", DEFAULT_STAND_IN_URL) == DEFAULT_STAND_IN_URL:
-        os.environ["KAIZALA_IDENTITY_URL"] = f"{kaizala_base}/v1/users/me"
+    point_at_the_stand_in(stand_in, kaizala_base, telemetry=args.telemetry)
     if args.providers is not None or not os.environ.get("AUTH_PROVIDERS", "").strip():
         os.environ["AUTH_PROVIDERS"] = args.providers or DEFAULT_PROVIDERS
     if TEAMS in providers_on():
@@ -158,10 +166,21 @@ def main(argv: list[str] | None = None) -> int:
     wait_for_signal()
     print("devserver: stopping", file=sys.stderr, flush=True)
     api_server.shutdown()
+    telemetry.shutdown()  # the last figures reach the stand-in while it still listens
     for server in kaizala_servers:
         server.shutdown()
     app.close()
     return 0
+
+
+def point_at_the_stand_in(stand_in: KaizalaStandIn, kaizala_base: str, *, telemetry: bool) -> None:
+    """The functions call the stand-in's users/me (unless KAIZALA_IDENTITY_URL names another), and with
+    `telemetry` export to it, which shows the figures at /telemetry/."""
+    if os.environ.get("KAIZALA_IDENTITY_URL", DEFAULT_STAND_IN_URL) == DEFAULT_STAND_IN_URL:
+        os.environ["KAIZALA_IDENTITY_URL"] = f"{kaizala_base}/v1/users/me"
+    if telemetry:
+        stand_in.telemetry = Received()
+        export_here(kaizala_base)
 
 
 def providers_on() -> tuple[Provider, ...]:
@@ -253,6 +272,9 @@ def banner(
         f"Card preview:      {kaizala_base}/card/  (as a Teams tab: {kaizala_base}/card/?host=teams)",
         f"Entra ID stand-in: {kaizala_base}/{stand_in.entra.tenant_id}/discovery/v2.0/keys  (Teams tab tokens: POST "
         f"{kaizala_base}/v1/dev/teams-tokens)",
+        f"Telemetry:         {kaizala_base}/telemetry/  (the functions' OTLP export, received here)"
+        if stand_in.telemetry is not None
+        else "Telemetry:         off (--telemetry shows the figures at the stand-in's /telemetry/)",
         "Teams settings:    " + " ".join(f"{name}={os.environ.get(name, '')}" for name in TEAMS_SETTINGS)
         if TEAMS in providers
         else "Teams:             off (AUTH_PROVIDERS does not name teams)",

@@ -17,8 +17,12 @@ calls. The answer goes back through that package's `HttpResponseConverter` on bo
 the headers a function sets, and `content-type` from its mimetype when it set none.
 """
 
+import re
+import secrets
+import threading
+import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import azure.functions as func
@@ -37,6 +41,10 @@ class HostRequest:
     query: dict[str, str]
     route_params: dict[str, str]
     body: bytes | None  # None: the host sends no body
+    # The W3C trace context the host hands the worker with the invocation (`InvocationRequest.trace_context`).
+    trace_parent: str = ""
+    trace_state: str = ""
+    invocation_id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
 
 @dataclass(frozen=True)
@@ -78,14 +86,74 @@ def join_query(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
 
 
 def host_request(request: Request, body: bytes, route_params: Mapping[str, Any]) -> HostRequest:
+    headers = join_headers(request.headers.items())
+    trace_parent, trace_state = invocation_trace(headers)
     return HostRequest(
         method=request.method,
         url=request.url,
-        headers=join_headers(request.headers.items()),
+        headers=headers,
         query=join_query(request.args.items(multi=True)),
         route_params={name: str(value) for name, value in route_params.items()},
         body=body if body and (request.content_length or 0) > 0 else None,
+        trace_parent=trace_parent,
+        trace_state=trace_state,
     )
+
+
+_TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+
+
+def invocation_trace(headers: Mapping[str, str]) -> tuple[str, str]:
+    """The trace parent (and state) of the host's own span for this invocation, as the host hands it to the worker:
+    in the caller's trace when the request carries a valid W3C `traceparent`, else in a new trace."""
+    match = _TRACEPARENT.fullmatch(headers.get("traceparent", "").strip())
+    valid = match is not None and match.group(1) != "0" * 32 and match.group(2) != "0" * 16
+    trace_id = match.group(1) if valid and match is not None else secrets.token_hex(16)
+    flags = match.group(3) if valid and match is not None else "01"
+    state = headers.get("tracestate", "") if valid else ""
+    return f"00-{trace_id}-{secrets.token_hex(8)}-{flags}", state
+
+
+class _Trace:
+    def __init__(self, trace_parent: str, trace_state: str) -> None:
+        self.trace_parent = trace_parent
+        self.trace_state = trace_state
+        self.attributes: dict[str, str] = {}
+
+
+class HostContext(func.Context):
+    """The `context` the worker passes a function that takes one, when the local host calls it directly."""
+
+    def __init__(self, request: HostRequest, function_name: str, directory: str) -> None:
+        self._request = request
+        self._name = function_name
+        self._directory = directory
+        self._trace = _Trace(request.trace_parent, request.trace_state)
+        self._local = threading.local()
+
+    @property
+    def invocation_id(self) -> str:
+        return self._request.invocation_id
+
+    @property
+    def thread_local_storage(self) -> Any:
+        return self._local
+
+    @property
+    def function_name(self) -> str:
+        return self._name
+
+    @property
+    def function_directory(self) -> str:
+        return self._directory
+
+    @property
+    def trace_context(self) -> Any:
+        return self._trace
+
+    @property
+    def retry_context(self) -> Any:
+        return None
 
 
 def to_http_request(request: HostRequest) -> func.HttpRequest:

@@ -29,7 +29,7 @@ from werkzeug.routing import BaseConverter, Map, Rule
 from werkzeug.wrappers import Request, Response
 
 from . import worker_host
-from .conversion import from_http_response, host_request, to_http_request
+from .conversion import HostContext, from_http_response, host_request, to_http_request
 from .wsgi import json_error
 
 log = logging.getLogger("devserver.host")
@@ -65,6 +65,8 @@ class HttpFunction:
     methods: tuple[str, ...]
     main: Callable[..., Any] | None  # None when the worker library loads and runs it
     request_param: str
+    takes_context: bool = False  # main has a `context` parameter: the host's func.Context (trace parent) is passed
+    directory: str = ""
 
 
 @dataclass
@@ -137,8 +139,11 @@ class FunctionApp:
                 return json_error(500, "internal_error", "The function raised an exception; see the host's log.")
         if function.main is None:
             raise FunctionAppError(f"{function.name} was loaded by the worker library, which is not running")
+        arguments: dict[str, Any] = {function.request_param: to_http_request(converted)}
+        if function.takes_context:  # as the worker does for a parameter named `context`
+            arguments["context"] = HostContext(converted, function.name, function.directory)
         try:
-            result = function.main(**{function.request_param: to_http_request(converted)})
+            result = function.main(**arguments)
         except Exception:
             # The real host answers 500 too; we log it as the worker would, without request details.
             log.exception("function %s raised", function.name)
@@ -312,9 +317,11 @@ def _load_function(path: Path, route_prefix: str, worker: "worker_host.WorkerHos
     main = getattr(module, str(entry_point), None)
     if not callable(main):
         raise FunctionAppError(f"{path}: entry point {entry_point!r} is not a function in {script_file}")
-    if param not in inspect.signature(main).parameters:
+    parameters = inspect.signature(main).parameters
+    if param not in parameters:
         raise FunctionAppError(f"{path}: {entry_point}() has no parameter {param!r} for the httpTrigger binding")
-    return HttpFunction(folder.name, full_route, tuple(m.upper() for m in methods), main, param)
+    methods_upper = tuple(m.upper() for m in methods)
+    return HttpFunction(folder.name, full_route, methods_upper, main, param, "context" in parameters, str(folder))
 
 
 # --- the v2 (decorator) model -------------------------------------------------------------------------------------
@@ -362,9 +369,12 @@ def _v2_function(
     where = f"{script} ({name})"
     trigger, param, methods = _http_bindings(where, bindings)
     route = _full_route(where, trigger, name, route_prefix)
+    takes_context = False
     if user_function is not None:
         _check_v2_signature(where, user_function, bindings)
-    return HttpFunction(name, route, tuple(m.upper() for m in methods), user_function, param)
+        takes_context = "context" in inspect.signature(user_function).parameters
+    methods_upper = tuple(m.upper() for m in methods)
+    return HttpFunction(name, route, methods_upper, user_function, param, takes_context, str(script.parent))
 
 
 def _index_directly(script: Path) -> list[tuple[str, list[Any], Callable[..., Any]]]:

@@ -31,9 +31,11 @@ from werkzeug.routing import Map, Rule
 from werkzeug.utils import redirect, send_from_directory
 from werkzeug.wrappers import Request, Response
 
+from . import telemetry_page
 from .entra import DISCOVERY_ENDPOINTS, EntraStandIn, add_entra_arguments
 from .entra import url_rules as entra_url_rules
 from .network import dev_request_refusal, needs_loopback_listener, stand_in_base
+from .otlp import Received
 from .wsgi import BadBody, json_error, json_object_body, serve
 
 HERE = Path(__file__).resolve().parent
@@ -127,6 +129,7 @@ class KaizalaStandIn:
         self.faults = (faults or Faults()).validated()
         self.card_dir = card_dir
         self.stats: Counter[str] = Counter()
+        self.telemetry: Received | None = None  # --telemetry: what the functions export, shown at /telemetry/
         self._secret = secrets.token_bytes(32)
         self._rng = random.Random()  # noqa: S311 - chooses faults, not secrets
         self._lock = threading.Lock()
@@ -141,6 +144,7 @@ class KaizalaStandIn:
                 Rule("/v1/dev/pictures/<name>.svg", endpoint="picture", methods=["GET"]),
                 Rule("/card/", endpoint="card", defaults={"name": "index.html"}),
                 Rule("/card/<path:name>", endpoint="card"),
+                *(Rule(path, endpoint="telemetry") for path in telemetry_page.RULES),
                 *entra_url_rules(),
             ],
             strict_slashes=True,
@@ -181,9 +185,12 @@ class KaizalaStandIn:
         adapter = self.url_map.bind_to_environ(environ)
         try:
             rule, args = adapter.match(return_rule=True)
-            refusal = dev_request_refusal(environ) if rule.rule.startswith("/v1/dev/") else None
+            dev_only = rule.rule.startswith("/v1/dev/") or rule.endpoint == "telemetry"
+            refusal = dev_request_refusal(environ) if dev_only else None
             if refusal:
                 response = json_error(403, "loopback_only", refusal)
+            elif rule.endpoint == "telemetry":
+                response = self.on_telemetry(request)
             elif rule.endpoint.startswith("entra."):
                 response = self.on_entra(request, rule.endpoint.removeprefix("entra."), args)
             else:
@@ -198,6 +205,13 @@ class KaizalaStandIn:
 
     def on_home(self, request: Request) -> Response:
         return redirect("/card/")
+
+    def on_telemetry(self, request: Request) -> Response:
+        if request.path == "/telemetry/":
+            return telemetry_page.on_page(self.telemetry, request)
+        if request.path == "/v1/dev/telemetry":
+            return telemetry_page.on_summary(self.telemetry, request)
+        return telemetry_page.on_otlp(self.telemetry, request)
 
     def on_users_me(self, request: Request) -> Response:
         fault = self.faults.draw(self._rng)

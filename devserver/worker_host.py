@@ -293,9 +293,10 @@ class WorkerHost:
         message = protos.StreamingMessage(
             request_id=str(uuid.uuid4()),
             invocation_request=protos.InvocationRequest(
-                invocation_id=str(uuid.uuid4()),
+                invocation_id=request.invocation_id,
                 function_id=function.function_id,
                 input_data=[protos.ParameterBinding(name=function.binding_name, data=protos.TypedData(http=http))],
+                trace_context={"trace_parent": request.trace_parent, "trace_state": request.trace_state},
             ),
         )
         response = self._run(self.library.invocation_request(WorkerRequest("WorkerInvRequest", message, {})))

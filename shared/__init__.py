@@ -12,6 +12,8 @@ Each rule lives in one obvious place:
 - cache/ (entry: lifetime rules; flight: single flight; admission: the slots and the line; identity_cache).
 - fleet/ with Redis on (client, breaker, sealing, records, lease, purges, composed by FleetCache), and purge
   (`python -m shared.purge`).
+- telemetry/ (the kaizala_auth metrics, spans and log correlation through OpenTelemetry, off unless configured:
+  names, off, live, correlation, setup; docs/telemetry.md).
 - forking (what a forked child starts afresh).
 """
 

@@ -11,8 +11,9 @@ Each function is registered as its function.json declares it in the v1 app: the 
 on each route, so the app's own `http_auth_level` does not change it), and the same body (`shared.functions`).
 
 The worker indexes what the decorators record and the callable `protected` returns: its parameter `req` must be
-the trigger's name (`trigger_arg_name`, 'req' here), its annotations must be `func.HttpRequest` and
-`func.HttpResponse`, and it has no `__wrapped__` for `inspect.signature` to follow to `(req, identity)`.
+the trigger's name (`trigger_arg_name`, 'req' here), beside `context` (func.Context, no binding), its annotations
+must be `func.HttpRequest`, `func.Context` and `func.HttpResponse`, and it has no `__wrapped__` for
+`inspect.signature` to follow to `(req, identity)`.
 Importing this module registers nothing in a v1 app: `shared/__init__.py` does not import it.
 """
 

@@ -104,6 +104,7 @@ class IdentityUnavailable(ApiError):
     def __init__(self, message: str | None = None, retry_after: int | None = None) -> None:
         super().__init__(message)
         self.retry_after = self.DEFAULT_RETRY_AFTER if retry_after is None else retry_after
+        self.shed_reason: str | None = None  # answered without an upstream call: throttled, busy or unhealthy
 
     @property
     def headers(self) -> dict[str, str]:
@@ -125,5 +126,7 @@ class KaizalaThrottled(IdentityUnavailable):
 
     @classmethod
     def holding(cls, seconds: int) -> "KaizalaThrottled":
-        """A 429 received earlier (here or by the fleet) still holds for `seconds`."""
-        return cls(messages.KAIZALA_THROTTLED, retry_after=seconds)
+        """A 429 received earlier (here or by the fleet) still holds for `seconds`: answered without a call."""
+        held = cls(messages.KAIZALA_THROTTLED, retry_after=seconds)
+        held.shed_reason = "throttled"
+        return held

@@ -3,8 +3,9 @@
 v1 (function.json): `ValidateToken/__init__.py` and `ProtectedApi/__init__.py` bind these as `main`.
 v2 (decorators): `shared.blueprint` registers the same two on routes of the same names.
 
-Each is the guarded callable `protected` returns: one parameter, `req`, annotated `func.HttpRequest`, returning
-`func.HttpResponse`, with no `__wrapped__` (the worker reads that signature to match the bindings).
+Each is the guarded callable `protected` returns: `req`, annotated `func.HttpRequest`, and `context` (func.Context,
+which the worker passes by that name: its trace parent), returning `func.HttpResponse`, with no `__wrapped__` (the
+worker reads that signature to match the bindings).
 """
 
 import azure.functions as func

@@ -3,15 +3,21 @@
 @protected
 def main(req: func.HttpRequest, identity: Identity) -> func.HttpResponse:
     return json_response({"hello": identity.name})
+
+The worker sees `main(req, context)`: `context` (func.Context, which the worker passes by that name without a
+binding) carries the host's trace parent, which telemetry makes the parent of the request's spans. Called without
+a host (tests, a script), `context` is NO_HOST, whose trace parent is empty.
 """
 
 import functools
 import logging
+import threading
 from collections.abc import Callable
-from typing import overload
+from typing import Any, overload
 
 import azure.functions as func
 
+from . import telemetry
 from .authenticator import authenticate
 from .errors import ApiError, InternalError
 from .identity import Identity
@@ -21,7 +27,48 @@ from .settings import OneSnapshotPerRequest, SettingsError
 log = logging.getLogger("kaizala_auth")
 
 Handler = Callable[[func.HttpRequest, Identity], func.HttpResponse]
-Main = Callable[[func.HttpRequest], func.HttpResponse]
+Main = Callable[..., func.HttpResponse]
+
+
+class _NoTrace:
+    trace_parent = ""
+    trace_state = ""
+    attributes: dict[str, str] = {}  # noqa: RUF012 - read-only, like the worker's
+
+
+class _NoHost(func.Context):
+    """The context of a call made without a Functions host: no invocation, no trace parent."""
+
+    _trace = _NoTrace()
+    _local = threading.local()
+
+    @property
+    def invocation_id(self) -> str:
+        return ""
+
+    @property
+    def thread_local_storage(self) -> Any:
+        return self._local
+
+    @property
+    def function_name(self) -> str:
+        return ""
+
+    @property
+    def function_directory(self) -> str:
+        return ""
+
+    @property
+    def trace_context(self) -> Any:
+        return self._trace
+
+    @property
+    def retry_context(self) -> Any:
+        return None
+
+
+NO_HOST: func.Context = _NoHost()
+_NAMES = ("__module__", "__name__", "__qualname__", "__doc__")
 
 
 @overload
@@ -35,22 +82,30 @@ def protected(handler: Handler | None = None, *, accept_body_token: bool = False
     """
 
     def decorate(handler: Handler) -> Main:
-        # No __wrapped__: the Functions worker reads main's signature and must see only `req`.
-        @functools.wraps(handler, updated=())
-        def main(req: func.HttpRequest) -> func.HttpResponse:
+        # No __wrapped__: the Functions worker reads main's signature and must see only `req` and `context`; and
+        # main's own annotations (the worker checks `context` is func.Context), not the handler's.
+        @functools.wraps(handler, assigned=_NAMES, updated=())
+        def main(req: func.HttpRequest, context: func.Context = NO_HOST) -> func.HttpResponse:
+            request = telemetry.invocation(context)
+            failure: BaseException | None = None
             try:
                 with OneSnapshotPerRequest():
-                    identity = authenticate(req, accept_body_token=accept_body_token)
+                    identity = authenticate(req, accept_body_token=accept_body_token, request=request)
                     return handler(req, identity)
             except SettingsError as exc:
+                failure = exc
                 log.error("server misconfigured: %s (fix this app setting)", exc.detail)
                 return error_response(exc)
             except ApiError as exc:
+                failure = exc
                 log.debug("request answered %d %s", exc.status, exc.code)
                 return error_response(exc)
             except Exception:
+                internal = failure = InternalError()
                 log.exception("unhandled error in %s", handler.__module__)
-                return error_response(InternalError())
+                return error_response(internal)
+            finally:
+                request.close(failure)
 
         del main.__wrapped__
         return main

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
 
     from tests.devserver_process import DevServer
+    from tests.otlp_collector import Collector
     from tests.redis_server import RedisServer
 
 import shared
@@ -31,6 +32,18 @@ FLEET_SETTINGS = (
     "TOKEN_CACHE_LOCAL_SECONDS",
 )
 TEAMS_SETTINGS = tuple(name for name in SETTING_NAMES if name.startswith("TEAMS_"))
+# Telemetry stays off unless a test turns it on (a developer's shell may export to a collector of their own).
+TELEMETRY_SETTINGS = (
+    "OTEL_SDK_DISABLED",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+    "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY",
+    "PYTHON_ENABLE_OPENTELEMETRY",
+    "APPLICATIONINSIGHTS_CONNECTION_STRING",
+    "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
+)
 APPLICATION_ID_URI = f"api://contoso.example/{CLIENT_ID}"  # the v1 tokens' aud in tests/entra.py
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # Flags for a closed network and a root user, as Debian's Chromium needs them in a sandboxed CI.
@@ -93,6 +106,8 @@ def settings_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
     for name in TEAMS_SETTINGS:  # Teams stays off unless a test turns it on
         monkeypatch.delenv(name, raising=False)
+    for name in TELEMETRY_SETTINGS:
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AUTH_PROVIDERS", "kaizala")
     monkeypatch.setenv("KAIZALA_IDENTITY_URL", MOCK_URL)
     monkeypatch.setenv("KAIZALA_ALLOWED_ACTION_PACKAGE_IDS", CARD_ID)
@@ -102,6 +117,22 @@ def settings_env(monkeypatch: pytest.MonkeyPatch) -> None:
     # the cap on upstream calls is raised here and tested on its own (test_limits.py).
     monkeypatch.setenv("KAIZALA_MAX_CONCURRENT_CALLS", "64")
     shared.clear_cache()
+
+
+@pytest.fixture
+def otlp(monkeypatch: pytest.MonkeyPatch) -> Iterator["Collector"]:
+    """Telemetry on, exporting over OTLP/HTTP to a collector of the test's own on 127.0.0.1; off again after."""
+    from shared import telemetry
+    from tests.otlp_collector import collector
+    from tests.telemetry_helpers import otlp_env
+
+    with collector() as running:
+        otlp_env(monkeypatch, running.url)
+        assert telemetry.restart().name == "otlp"
+        try:
+            yield running
+        finally:
+            telemetry.shutdown()
 
 
 @pytest.fixture(scope="module")

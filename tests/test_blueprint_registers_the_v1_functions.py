@@ -62,12 +62,14 @@ def test_each_function_is_the_v1_functions_main_itself(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(V1_MAINS))
 def test_the_worker_sees_only_req_annotated_as_an_http_request(name: str) -> None:
     """What the v2 worker's indexing reads: `inspect.signature` (which follows `__wrapped__`) must find the trigger's
-    parameter only, and `typing.get_type_hints` must resolve the request and response types."""
+    parameter and `context` only (the worker passes func.Context by that name, without a binding), and
+    `typing.get_type_hints` must resolve the request, context and response types."""
     user_function = indexed()[name].get_user_function()
     assert not hasattr(user_function, "__wrapped__")
-    assert list(inspect.signature(user_function).parameters) == ["req"]
+    assert list(inspect.signature(user_function).parameters) == ["req", "context"]
     hints = typing.get_type_hints(user_function)
     assert hints["req"] is func.HttpRequest
+    assert hints["context"] is func.Context
     assert hints["return"] is func.HttpResponse
 
 

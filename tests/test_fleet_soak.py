@@ -71,7 +71,7 @@ def check(result: fleet_soak.FleetResult, output: str) -> None:
 
     # Refresh-ahead ran (once for the fleet: an entry is refreshed by the instance whose copy, taken from Redis late
     # in the entry's life, is hit in its last 20%; copies living 1 s make that rarer than in soak.py).
-    assert output.count("background refresh: user") >= 1
+    assert output.count("background refresh: the token checked") >= 1
     # The logs hold no phone number and no token.
     banner_token = output.split("export TOKEN=", 1)[1].split(maxsplit=1)[0]
     logs = output.replace(banner_token, "")

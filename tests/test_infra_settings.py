@@ -46,6 +46,7 @@ PLATFORM_SETTINGS = {
     "AzureWebJobsStorage__blobServiceUri": "the host's blob endpoint (no connection string, shared keys are off)",
     "APPLICATIONINSIGHTS_CONNECTION_STRING": "where telemetry goes",
     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "telemetry with Entra ID (local auth is off)",
+    "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY": "the worker configures Azure Monitor: the app's telemetry",
 }
 
 # Flex Consumption ignores or refuses these (Microsoft's "Flex Consumption plan deprecations"): the runtime is set

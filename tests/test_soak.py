@@ -35,7 +35,7 @@ def test_soak_under_faults_gives_no_wrong_answer(capsys) -> None:
     # The production defaults really ran: entries were refreshed ahead many times, and expired too (more calls
     # than tokens that ever reached Kaizala).
     # (How many depends on how many requests the machine served; ten is already "many times" for a 3 s life.)
-    assert output.count("background refresh: user") >= 10
+    assert output.count("background refresh: the token checked") >= 10
     reached_kaizala = sum(n for (kind, _status, _code), n in result.outcomes.items() if kind != "expired")
     assert reached_kaizala > 0
     assert result.upstream_calls > result.distinct_tokens

@@ -288,7 +288,8 @@ def test_error_bodies_never_echo_the_token(kaizala) -> None:
 
 @pytest.mark.parametrize("module", ["ValidateToken", "ProtectedApi"])
 def test_main_has_the_signature_the_functions_worker_binds(module: str) -> None:
-    # The Python worker matches main's parameters to function.json's bindings: only `req` may show.
+    # The Python worker matches main's parameters to function.json's bindings: only `req` may show, and `context`
+    # (func.Context, which the worker passes by that name without a binding: the host's trace parent).
     import importlib
     import inspect
 
@@ -296,8 +297,9 @@ def test_main_has_the_signature_the_functions_worker_binds(module: str) -> None:
 
     main = importlib.import_module(module).main
     signature = inspect.signature(main)
-    assert list(signature.parameters) == ["req"]
+    assert list(signature.parameters) == ["req", "context"]
     assert signature.parameters["req"].annotation is func.HttpRequest
+    assert signature.parameters["context"].annotation is func.Context
     assert signature.return_annotation is func.HttpResponse
     bindings = json.loads(Path(f"{module}/function.json").read_text())["bindings"]
     assert {b["name"] for b in bindings} == {"req", "$return"}

@@ -141,6 +141,9 @@ var platformAppSettings = {
   AzureWebJobsStorage__blobServiceUri: storage.properties.primaryEndpoints.blob
   APPLICATIONINSIGHTS_CONNECTION_STRING: appInsights.properties.ConnectionString
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
+  // The Python worker configures Microsoft's OpenTelemetry distro: the app's kaizala_auth metrics, spans and logs
+  // (docs/telemetry.md), sent with the same identity.
+  PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY: 'true'
   // Which identity the app's own Azure SDK credentials use (Redis with Entra ID).
   AZURE_CLIENT_ID: identityClientId
 }

@@ -52,6 +52,7 @@ class Shed(IdentityUnavailable):
     def __init__(self, message: str, reason: str, retry_after: int) -> None:
         super().__init__(message, retry_after=retry_after)
         self.reason = reason
+        self.shed_reason = reason
 
 
 @dataclass(slots=True)

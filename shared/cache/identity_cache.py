@@ -25,10 +25,11 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from cachetools import TLRUCache
 
+from .. import telemetry
 from ..errors import IdentityBadResponse, IdentityUnavailable, InvalidToken, KaizalaThrottled, TooSlow
 from ..forking import reset_in_child
 from ..identity import Identity
@@ -47,6 +48,12 @@ Admit = Callable[[Identity], bool]
 MAX_REFRESHES = 2
 LEASE_PATIENCE_FLOOR_SECONDS = 0.25
 LEASE_PATIENCE_COLD_SECONDS = 1.0
+
+
+class Note(Protocol):
+    """Told where a lookup's answer came from (telemetry's per-request note)."""
+
+    source: str
 
 
 def cache_key(token: str) -> str:
@@ -156,9 +163,13 @@ class IdentityCache:
 
     # --- the lookup --------------------------------------------------------------------------------------------
 
-    def get(self, token: str, deadline: float, key: str | None = None) -> tuple[Identity, Source]:
+    def get(
+        self, token: str, deadline: float, key: str | None = None, note: "Note | None" = None
+    ) -> tuple[Identity, Source]:
         """The identity for `token` and where it came from, or the provider's typed error, by `deadline`
-        (time.monotonic()). `key`: `cache_key(token)`, when the caller has it already."""
+        (time.monotonic()). `key`: `cache_key(token)`, when the caller has it already. `note` (telemetry) is told
+        where the answer came from, a failure's too: hit, fleet, upstream, shared (none: refused before any)."""
+        note = note or _NO_NOTE
         key = key or cache_key(token)
         fleet = self._fleet
         with self._lock:
@@ -167,31 +178,39 @@ class IdentityCache:
             ask_fleet = entry is None and fleet is not None and key not in self._rejections
             purges = self._purges
         if entry is not None:
+            note.source = "hit"
             if refresh is not None:
                 self._start_call(refresh)
             return entry.identity, "hit"
         not_after = self.provider.expiry(token)  # only on a miss: a cached entry never outlives its exp
         if ask_fleet and fleet is not None and not self._flight.in_flight(key) and fleet.fits(deadline):
+            note.source = "fleet"  # what the fleet knows: an identity, a rejection or a 429 that holds (shed)
             identity = self._adopt(key, not_after, fleet.lookup(token), purges)
             if identity is not None:
                 return identity, "fleet"
+        note.source = "hit"  # what this process remembers: a rejection, or a 429 that holds (shed)
         with self._lock:
             known = self._known(key)
         if known is not None:
             return known, "hit"
+        note.source = "none"
         flight, leading = self._flight.join(key)
         if not leading:
+            note.source = "shared"
             return wait(flight, deadline, self._too_slow), "shared"
         try:
+            note.source = "hit"
             with self._lock:
                 known = self._known(key)  # the previous leader stores before its flight ends: look once more
             if known is not None:
                 self._flight.finish(key, flight, known)
                 return known, "hit"
+            note.source = "none"  # shed by admission, if it comes to that
             slot = self.admission.enter(self.provider.name, self.provider.service, deadline)
         except BaseException as exc:
             self._flight.finish(key, flight, error=exc)
             raise
+        note.source = "upstream"
         self._start_call(_Call(key, token, not_after, deadline, slot, flight))
         return wait(flight, deadline, self._too_slow), "miss"
 
@@ -266,7 +285,8 @@ class IdentityCache:
     def _start_call(self, call: _Call) -> None:
         """Run a call on a daemon thread of its own: nothing waits for it at interpreter exit."""
         try:
-            threading.Thread(target=self._settle, args=(call,), name=f"{self.provider.name}-call", daemon=True).start()
+            settle = telemetry.carry(self._settle)  # its spans belong to the request that started it
+            threading.Thread(target=settle, args=(call,), name=f"{self.provider.name}-call", daemon=True).start()
         except RuntimeError:  # no thread could be started: give the slot back and tell the waiters
             self._end(call, IdentityUnavailable(), "unavailable")
 
@@ -307,7 +327,7 @@ class IdentityCache:
                 self._store(call.key, identity, call.not_after, lives_until)
             self._end(call, identity, "ok")
             if call.flight is None:
-                log.info("background refresh: user %s checked with %s again", identity.id, self.provider.name)
+                log.info("background refresh: the token checked with %s again", self.provider.name)
 
     def _resolve(self, call: _Call) -> tuple[Identity, float | None] | None:
         """On the call's thread: the identity, and until when the fleet holds it (None: we asked the provider).
@@ -400,6 +420,16 @@ class IdentityCache:
                     continue
                 for key in [key for key, entry in entries.items() if entry.user_tag == user_tag]:
                     del entries[key]
+
+
+class _NoNote:
+    """Where a lookup with no telemetry note tells its source."""
+
+    __slots__ = ("source",)
+    source: str
+
+
+_NO_NOTE: Note = _NoNote()
 
 
 def _outcome_of(error: BaseException) -> Outcome:

@@ -26,6 +26,7 @@ from redis.cluster import REDIS_ALLOWED_KEYS, RedisCluster
 from redis.credentials import CredentialProvider
 from redis.retry import Retry
 
+from .. import telemetry
 from ..forking import reset_in_child
 from .breaker import Breaker
 from .health import Health, describe
@@ -66,7 +67,7 @@ class RedisClient:
             self._pool_class = BlockingConnectionPool
         self._max_connections = max_connections
         self.breaker = Breaker(failures_to_open=failures_to_open, open_seconds=open_seconds)
-        self.health = Health(self.where)
+        self.health = Health(self.where, reports=True)
         self._detect_lock = threading.Lock()
         self.kind: str | None = None  # CLUSTER or SINGLE once detected
         self._redis: Client | None = None
@@ -131,11 +132,14 @@ class RedisClient:
         (its success proves the app may write, which a read's does not)."""
         if not self.breaker.allow():
             return None
+        trip = telemetry.redis_round_trip()  # a span and a duration, named after our caller (lookup, store, ...)
         try:
             result = operation()
         except Exception as error:  # noqa: BLE001 - Redis failing must never fail a request
+            trip.end(error)
             self.failed(error)
             return None
+        trip.end()
         self.breaker.succeeded()
         self.health.succeeded(writes=writes)
         return result

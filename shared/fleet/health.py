@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import redis
 import redis.exceptions as errors
 
+from .. import telemetry
+
 log = logging.getLogger("kaizala_auth")
 
 _NOPERM_COMMAND = re.compile(r"permissions? to (?:run|access) the '([a-z|]+)' command", re.IGNORECASE)
@@ -35,6 +37,11 @@ class Cause:
 def describe(error: BaseException, *, timeout_ms: int) -> Cause:
     """The cause of `error`, from its type and its chain (redis-py wraps socket and TLS errors)."""
     chain = _chain(error)
+    return _misconfigured(error, chain) or _transient(error, chain, timeout_ms)
+
+
+def _misconfigured(error: BaseException, chain: list[BaseException]) -> Cause | None:
+    """A cause retrying will not fix: TLS, sign-in, permissions, a name that does not resolve."""
     if any(isinstance(e, ssl.SSLCertVerificationError) for e in chain) or "CERTIFICATE_VERIFY_FAILED" in _texts(chain):
         return Cause(
             "certificate",
@@ -67,6 +74,12 @@ def describe(error: BaseException, *, timeout_ms: int) -> Cause:
             f"permission denied for {command}: the app's Redis user needs read, write and pub/sub access",
             lasting=True,
         )
+    if any(isinstance(e, socket.gaierror) for e in chain):
+        return Cause("unresolved", "its host name does not resolve", lasting=True)
+    return None
+
+
+def _transient(error: BaseException, chain: list[BaseException], timeout_ms: int) -> Cause:
     if isinstance(error, errors.ResponseError) and str(error).startswith(("MOVED", "ASK")):
         return Cause("cluster_redirect", "answered with a cluster redirect (MOVED): reconnecting as a cluster client")
     if isinstance(error, errors.ClusterDownError | errors.SlotNotCoveredError):
@@ -75,8 +88,6 @@ def describe(error: BaseException, *, timeout_ms: int) -> Cause:
         return Cause("timeout", f"timed out (no answer within {timeout_ms} ms)")
     if any(isinstance(e, ConnectionRefusedError) for e in chain):
         return Cause("refused", "refused the connection (nothing listening there, or a firewall)")
-    if any(isinstance(e, socket.gaierror) for e in chain):
-        return Cause("unresolved", "its host name does not resolve", lasting=True)
     if isinstance(error, errors.ConnectionError | ConnectionError | OSError):
         return Cause("connection", "the connection failed or was closed")
     if isinstance(error, errors.ResponseError):
@@ -116,10 +127,12 @@ class Health:
         *,
         subject: str = "token cache Redis at {where}",
         consequence: str = "identities are not shared",
+        reports: bool = False,
     ) -> None:
         self.where = where  # host:port; never the URL (it may hold the access key)
         self.subject = subject.format(where=where)
         self.consequence = consequence
+        self.reports = reports  # each change also reaches telemetry (kaizala_auth.fleet.state_changes)
         self.reset()
 
     def reset(self) -> None:
@@ -132,6 +145,8 @@ class Health:
             if cause == self.cause or not (opened or cause.lasting):
                 return
             self.cause = cause
+        if self.reports:
+            telemetry.fleet_changed(available=False, cause=cause.kind)
         if opened:
             log.warning(
                 "%s %s; it failed %d time(s) in a row: skipping it, trying again every %g s "
@@ -151,4 +166,6 @@ class Health:
             if cause is None or (cause.kind == "permission" and not writes):
                 return
             self.cause = None
+        if self.reports:
+            telemetry.fleet_changed(available=True, cause="recovered")
         log.warning("%s answers again: sharing resumes", self.subject)

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .. import messages as say
-from .. import request_token
+from .. import request_token, telemetry
 from ..errors import IdentityBadResponse, IdentityUnavailable, InvalidToken, KaizalaThrottled
 from ..http import untrusted_json
 from ..identity import KAIZALA, Identity, Provider
@@ -35,8 +35,10 @@ class KaizalaClient:
     def fetch_identity(self, token: str, url: str, deadline: float) -> Identity:
         """Who `token` belongs to, or a typed error; gives up at `deadline` (a `time.monotonic()` value): at
         that moment any read still in progress is cut off."""
-        answer = self.upstream.get(url, {"accessToken": token, "Accept": "application/json"}, deadline)
-        return _identity_from(answer)
+        with telemetry.upstream_call(KAIZALA, telemetry.names.SPAN_KAIZALA) as call:
+            answer = self.upstream.get(url, {"accessToken": token, "Accept": "application/json"}, deadline)
+            call.status(answer.status)
+            return _identity_from(answer)
 
 
 class Kaizala(IdentityProvider):

@@ -25,11 +25,13 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from jwt import PyJWK, PyJWTError
 
 from .. import messages as say
+from .. import telemetry
 from ..cache.flight import Flight, wait
 from ..errors import IdentityBadResponse, InvalidToken, KeyNotYetKnown
 from ..forking import reset_in_child
 from ..http import untrusted_json
 from ..http.upstream import Answer, Upstream
+from ..identity import TEAMS
 
 log = logging.getLogger("kaizala_auth")
 
@@ -109,7 +111,8 @@ class SigningKeys:
         flight, _leading = self._flights.join(url)
         deadline = time.monotonic() + BACKGROUND_FETCH_SECONDS
         try:
-            threading.Thread(target=self._fetch, args=(url, flight, deadline), name="entra-keys", daemon=True).start()
+            fetch = telemetry.carry(self._fetch)
+            threading.Thread(target=fetch, args=(url, flight, deadline), name="entra-keys", daemon=True).start()
         except RuntimeError:  # no thread could be started: the stale set serves on; the next request tries again
             self._flights.finish(url, flight, error=self._upstream.unavailable())
 
@@ -128,11 +131,13 @@ class SigningKeys:
         self._flights.finish(url, flight, found)
 
     def _download(self, url: str, deadline: float) -> KeySet:
-        answer = self._upstream.get(url, {"Accept": "application/json"}, deadline)
-        if answer.status != 200:
-            log.warning("entra signing keys: unexpected status %d", answer.status)
-            raise (self._upstream.unavailable() if answer.status >= 500 else IdentityBadResponse(_BAD_KEYS))
-        keys = _parse_keys(answer)
+        with telemetry.upstream_call(TEAMS, telemetry.names.SPAN_ENTRA_KEYS, signing_keys=True) as call:
+            answer = self._upstream.get(url, {"Accept": "application/json"}, deadline)
+            call.status(answer.status)
+            if answer.status != 200:
+                log.warning("entra signing keys: unexpected status %d", answer.status)
+                raise (self._upstream.unavailable() if answer.status >= 500 else IdentityBadResponse(_BAD_KEYS))
+            keys = _parse_keys(answer)
         now = self._clock()
         lifetime = _lifetime(answer.headers.get("Cache-Control"))
         log.info("entra signing keys fetched: %d keys, kept %.0f s", len(keys), lifetime)
