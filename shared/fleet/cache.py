@@ -100,7 +100,7 @@ class FleetCache:
         calls Kaizala (`try_lead`, `await_result`)."""
         self._purges.ensure_listener()
         keys = self._records.keys(token)
-        value = self._client.call(lambda: self._client.redis.get(self._entry_key(keys)))
+        value = self._client.call(lambda: self._client.redis.get(self._entry_key(keys)), "lookup")
         return NOTHING if value is None else self._records.state(keys, [value, None])
 
     def store(self, token: str, identity: Identity, expires_at: float) -> None:
@@ -126,7 +126,7 @@ class FleetCache:
             self._leases.release_in(pipe, keys)  # after the result, so a waiter never sees neither
             pipe.execute()
 
-        self._client.call(write, writes=True)
+        self._client.call(write, "store", writes=True)
 
     def store_rejection(self, token: str, until: float) -> None:
         """Share Kaizala's rejection of `token` until `until` (at most MAX_REJECTION_SECONDS), drop its shared
@@ -144,7 +144,7 @@ class FleetCache:
             self._leases.release_in(pipe, keys)
             pipe.execute()
 
-        self._client.call(write, writes=True)
+        self._client.call(write, "store_rejection", writes=True)
 
     def throttle(self, until: float) -> None:
         """Tell every instance to send nothing to Kaizala until `until` (its 429 Retry-After)."""
@@ -153,7 +153,7 @@ class FleetCache:
             return
         value = self._records.throttle(until)
         name = self._records.throttle_keys.name
-        self._client.call(lambda: self._client.redis.set(name, value, px=milliseconds), writes=True)
+        self._client.call(lambda: self._client.redis.set(name, value, px=milliseconds), "throttle", writes=True)
 
     # --- fleet-wide single flight (shared.fleet.lease) ---------------------------------------------------------
 

@@ -127,12 +127,13 @@ class RedisClient:
             options["credential_provider"] = self._credential_provider
         return options
 
-    def call(self, operation: Callable[[], T], *, writes: bool = False) -> T | None:
-        """`operation()`, or None when it fails or the breaker skips Redis. `writes`: it changes what Redis holds
-        (its success proves the app may write, which a read's does not)."""
+    def call(self, operation: Callable[[], T], name: str, *, writes: bool = False) -> T | None:
+        """`operation()`, or None when it fails or the breaker skips Redis. `name`: what telemetry calls the round
+        trip (the fleet cache's part: lookup, store, try_lead, ...). `writes`: it changes what Redis holds (its
+        success proves the app may write, which a read's does not)."""
         if not self.breaker.allow():
             return None
-        trip = telemetry.redis_round_trip()  # a span and a duration, named after our caller (lookup, store, ...)
+        trip = telemetry.redis_round_trip(name)  # a span and a duration
         try:
             result = operation()
         except Exception as error:  # noqa: BLE001 - Redis failing must never fail a request

@@ -64,7 +64,7 @@ class Leases:
             pipe.get(records.throttle_keys.name)
             return pipe.execute()
 
-        replies = self._client.call(take, writes=True)
+        replies = self._client.call(take, "try_lead", writes=True)
         if replies is None:
             return True, NOTHING
         # SET NX answers None when the key exists.
@@ -83,7 +83,7 @@ class Leases:
             if self.release_in(pipe, keys):
                 pipe.execute()
 
-        self._client.call(write, writes=True)
+        self._client.call(write, "release", writes=True)
 
     def await_result(self, token: str, deadline: float) -> SharedState:
         """Wait for the leader's result: returns as soon as an entry, a rejection or a throttle appears, the lease
@@ -91,7 +91,7 @@ class Leases:
         keys = self._records.keys(token)
         pause = _POLL_FIRST
         while True:
-            replies = self._client.call(lambda: self._read(keys))
+            replies = self._client.call(lambda: self._read(keys), "await_result")
             if replies is None:
                 return NOTHING
             state = self._records.state(keys, replies)

@@ -78,7 +78,7 @@ class Purges:
             redis.publish(records.channel, tag)
             return deleted
 
-        return self._client.call(purge, writes=True)
+        return self._client.call(purge, "purge_user", writes=True)
 
     def purge_all(self) -> int | None:
         """Delete every shared identity of this deployment (on every shard) and tell every instance; None if
@@ -101,7 +101,7 @@ class Purges:
             redis.publish(records.channel, ALL)
             return deleted
 
-        return self._client.call(purge, writes=True)
+        return self._client.call(purge, "purge_all", writes=True)
 
     def subscribe(self, on_purge: OnPurge) -> None:
         """Call `on_purge(user_tag)` (or `on_purge(None)`: forget everything) from a daemon thread whenever a purge

@@ -160,20 +160,18 @@ def upstream_call(provider: str, span: str, *, signing_keys: bool = False) -> An
     return active().upstream_call(provider, span, signing_keys=signing_keys)
 
 
-def redis_round_trip() -> Any:
-    """Called by the fleet's Redis client for each round trip; the operation is named after the FleetCache part
-    that asked for it (the caller of `RedisClient.call`). `end(error)` it when the round trip is over."""
+def redis_round_trip(operation: str) -> Any:
+    """Called by the fleet's Redis client for each round trip; `operation` names the fleet cache's part that asked
+    for it (lookup, store, try_lead, ...). `end(error)` it when the round trip is over."""
     telemetry = active()
     if not telemetry.on:
         return OFF_CALL
-    import sys  # noqa: PLC0415
-
-    return telemetry.redis_round_trip(sys._getframe(2).f_code.co_name)
+    return telemetry.redis_round_trip(operation)
 
 
 def fleet_changed(available: bool, cause: str) -> None:
-    """The fleet cache's Redis is skipped (`available` False) or used again; `cause`: the failure's class name,
-    or "recovered"."""
+    """The fleet cache stops sharing (`available` False: Redis skipped, or degraded) or shares again; `cause`: the
+    failure's kind (shared.fleet.health.Cause.kind), or "recovered"."""
     active().fleet_changed(available, cause)
 
 
