@@ -1,7 +1,9 @@
 """Function-app instances in one test process: each its own in-process cache and Redis connection, sharing one
 Redis and one Kaizala, as instances of a scaled-out app do."""
 
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from shared.cache.admission import Admission
 from shared.cache.entry import Lifetimes
@@ -30,3 +32,15 @@ class Instance:
     def get(self, token: str, *, seconds: float = 300, refresh_ahead: bool = False) -> tuple[Identity, str]:
         self.cache.lifetimes = Lifetimes(seconds=seconds, local_seconds=self.local_seconds, refresh_ahead=refresh_ahead)
         return self.cache.get(token, time.monotonic() + 2.0)
+
+
+def all_at_once(instances: list[Instance], token: str, requests: int) -> set[str]:
+    """`requests` threads released together on one token, spread over the instances: the user ids answered."""
+    barrier = threading.Barrier(requests)
+
+    def call(n: int) -> str:
+        barrier.wait()
+        return instances[n % len(instances)].get(token)[0].id
+
+    with ThreadPoolExecutor(requests) as pool:
+        return set(pool.map(call, range(requests)))

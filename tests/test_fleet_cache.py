@@ -5,10 +5,8 @@ staleness, purges, refresh-ahead once for the fleet, and Redis failing without f
 
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -16,7 +14,7 @@ import ValidateToken
 from devserver.launch import ROOT
 from shared.authenticator import root
 from shared.errors import IdentityUnavailable, InvalidToken
-from tests.fleet_instances import Instance
+from tests.fleet_instances import Instance, all_at_once
 from tests.helpers import CARD_ID, Reply, identity_payload, json_of, make_jwt, request, upstream_server, wait_for
 from tests.redis_server import SECRET, RedisServer, require_redis
 
@@ -45,15 +43,7 @@ def fleet_of(redis_db: RedisServer) -> Iterator[Callable[..., list[Instance]]]:
 def test_concurrent_first_requests_on_four_instances_make_one_kaizala_call(fleet_of) -> None:
     with upstream_server(lambda _n, _t: Reply(body=identity_payload(), delay=0.3)) as up:
         instances = fleet_of(4, up.url)
-        token = make_jwt()
-        barrier = threading.Barrier(64)
-
-        def call(n: int) -> str:
-            barrier.wait()
-            return instances[n % 4].get(token)[0].id
-
-        with ThreadPoolExecutor(64) as pool:
-            assert set(pool.map(call, range(64))) == {"user-1"}
+        assert all_at_once(instances, make_jwt(), 64) == {"user-1"}
         assert up.count == 1
 
 

@@ -9,7 +9,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -20,7 +19,7 @@ from shared.fleet import FleetCache
 from shared.fleet.cache import OPEN_SECONDS
 from shared.fleet.sealing import Sealer
 from shared.identity import Identity
-from tests.fleet_instances import Instance
+from tests.fleet_instances import Instance, all_at_once
 from tests.helpers import Reply, identity_payload, make_jwt, upstream_server, wait_for
 from tests.redis_server import SECRET, LocalRedisCluster, key_slot, redis_cluster, require_redis, require_tls
 
@@ -84,15 +83,7 @@ def test_a_tokens_entry_and_lease_share_a_slot(fleet_of, cluster) -> None:
 def test_concurrent_first_requests_on_four_instances_make_one_kaizala_call(fleet_of) -> None:
     with upstream_server(lambda _n, _t: Reply(body=identity_payload(), delay=0.3)) as up:
         instances = fleet_of(4, up.url)
-        token = make_jwt()
-        barrier = threading.Barrier(32)
-
-        def call(n: int) -> str:
-            barrier.wait()
-            return instances[n % 4].get(token)[0].id
-
-        with ThreadPoolExecutor(32) as pool:
-            assert set(pool.map(call, range(32))) == {"user-1"}
+        assert all_at_once(instances, make_jwt(), 32) == {"user-1"}
         assert up.count == 1
 
 
