@@ -16,8 +16,8 @@ from devserver.launch import ROOT
 from shared.fleet import FleetCache
 from shared.fleet.health import describe
 from shared.identity import Identity
-from tests.helpers import make_jwt
-from tests.redis_server import SECRET, RedisServer, require_redis
+from tests.helpers import make_jwt, wait_for
+from tests.redis_server import NO_PUBSUB, SECRET, RedisServer, require_redis
 
 require_redis()
 
@@ -148,3 +148,24 @@ def test_the_check_fails_naming_why(readers_redis: RedisServer) -> None:
     done = purge_check(readers_redis.url)
     assert done.returncode == 1
     assert "server: FAILED: refused the connection" in done.stdout
+
+
+def test_a_user_without_pub_sub_shares_but_is_told_it_hears_no_purge(
+    own_redis: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="kaizala_auth")
+    own_redis.add_user("no-pubsub", "no-pubsub-password", NO_PUBSUB)
+    fleet = FleetCache(f"redis://no-pubsub:no-pubsub-password@127.0.0.1:{own_redis.port}/0", SECRET, timeout_ms=500)
+    try:
+        fleet.subscribe(lambda _tag: None)
+        token = make_jwt()
+        fleet.store(token, person(), time.time() + 600)
+        assert fleet.lookup(token).entry is not None  # sharing works
+        assert wait_for(lambda: any("purge" in w for w in warnings_of(caplog)), 5)
+        time.sleep(2.5)  # the listener keeps retrying: still one WARNING
+        (warning,) = warnings_of(caplog)
+        assert warning.startswith(f"the purge subscription to token cache Redis at 127.0.0.1:{own_redis.port}: ")
+        assert "permission denied for the SUBSCRIBE command" in warning or "purge channel" in warning
+        assert fleet.health_cause is None  # the commands' health is not the subscription's
+    finally:
+        fleet.close()
