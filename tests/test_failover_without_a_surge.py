@@ -97,7 +97,7 @@ def test_sharing_resumes_within_about_a_second_of_redis_answering_again(
     for instance in made:
         for _ in range(4):
             instance.get(make_jwt())  # a request each: Redis fails, the breakers open
-    assert all(instance.fleet.skipped for instance in made)
+    assert all(instance.fleet.breaker.is_open for instance in made)
     own_redis.start()
     back = time.monotonic()
     token = make_jwt()
@@ -124,4 +124,30 @@ def test_a_purge_an_instance_did_not_hear_is_honoured_within_its_local_seconds(
     started = time.monotonic()
     assert wait_for(lambda: deaf.get(tokens[0])[1] == "miss", LOCAL_SECONDS + 1.0)
     assert time.monotonic() - started <= LOCAL_SECONDS + 1.0
+    assert up.count == calls + 1  # type: ignore[attr-defined]
+
+
+def test_an_instance_answering_only_from_memory_still_asks_redis_again_and_honours_a_missed_purge(
+    instances: tuple[list[Instance], list[str], object], own_redis: RedisServer
+) -> None:
+    """Before: with every request a hit, nothing probed Redis, so the instance stayed 'skipped' and served a
+    purged user's copy for up to TOKEN_CACHE_SECONDS after Redis came back."""
+    made, tokens, up = instances
+    deaf, other = made[0], made[1]
+    deaf.fleet._purges.close()  # it will not hear the purge
+    own_redis.kill()
+    for _ in range(4):
+        deaf.get(make_jwt())  # misses fail on Redis: its breaker opens
+    assert deaf.fleet.breaker.is_open
+    own_redis.start()
+    identity = deaf.get(tokens[0])[0]
+
+    def stored_then_purged() -> bool:  # by an instance that reaches the empty Redis (once its connections have)
+        other.fleet.store(tokens[0], identity, time.time() + 300)
+        return other.fleet.purge_user(identity.id) == 1
+
+    assert wait_for(stored_then_purged, 5.0)
+    calls = up.count  # type: ignore[attr-defined]
+    # Only hits from here on: the copy past its local life, once a probe is due, goes back to Redis.
+    assert wait_for(lambda: deaf.get(tokens[0])[1] == "miss", OPEN_SECONDS + LOCAL_SECONDS + 2.0)
     assert up.count == calls + 1  # type: ignore[attr-defined]

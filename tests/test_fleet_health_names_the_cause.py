@@ -169,3 +169,24 @@ def test_a_user_without_pub_sub_shares_but_is_told_it_hears_no_purge(
         assert fleet.health_cause is None  # the commands' health is not the subscription's
     finally:
         fleet.close()
+
+
+def test_redis_pys_own_redirect_errors_are_named_a_cluster_redirect() -> None:
+    """redis-py's parser turns MOVED into MovedError without the word in its text."""
+    assert describe(redis.exceptions.MovedError("3999 127.0.0.1:6381"), timeout_ms=100).kind == "cluster_redirect"
+    assert describe(redis.exceptions.AskError("3999 127.0.0.1:6381"), timeout_ms=100).kind == "cluster_redirect"
+
+
+def test_giving_back_no_lease_is_no_round_trip_and_no_probe(own_redis: RedisServer) -> None:
+    fleet = FleetCache(own_redis.url, SECRET, timeout_ms=100, open_seconds=0.2)
+    try:
+        use_it(fleet, rounds=1)
+        own_redis.kill()
+        for _ in range(3):
+            fleet.lookup(make_jwt())
+        assert fleet.breaker.is_open
+        time.sleep(0.3)  # a probe is due
+        fleet.release(make_jwt())  # nothing held: nothing sent, so nothing proves Redis answers
+        assert fleet.breaker.is_open
+    finally:
+        fleet.close()

@@ -27,16 +27,21 @@ APP = ManagedIdentity.make("function-app")
 
 
 class Passwords:
-    """`on_issue`: the newest token is the identity's only password, on every node (`add_user` resets the user:
-    the old token stops working for any new sign-in)."""
+    """`on_issue`: the newest token and the one before it are the identity's only passwords, on every node (each
+    issue resets the user, so a token two rotations old stops working for any new sign-in). Azure accepts a token
+    until it expires; keeping the previous one for one rotation gives the process the moment it needs to hand the
+    renewed token to its connections, as a real endpoint would."""
 
-    def __init__(self, set_password: Callable[[str, str], None]) -> None:
-        self._set_password = set_password
+    def __init__(self, add_user: Callable[..., None]) -> None:
+        self._add_user = add_user
+        self._previous: str | None = None
         self.issued = 0
 
     def __call__(self, object_id: str, token: str) -> None:
         secret(token)  # the log fixture fails the test if a token reaches a log
-        self._set_password(object_id, token)
+        passwords = [f">{token}"] + ([f">{self._previous}"] if self._previous else [])
+        self._add_user(object_id, token, [*passwords[1:], "~*", "&*", "+@all"])
+        self._previous = token
         self.issued += 1
 
 

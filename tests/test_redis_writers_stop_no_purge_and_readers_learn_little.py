@@ -141,3 +141,32 @@ def test_a_shared_identity_leaves_redis_on_a_whole_minute_before_the_token_expir
     state = fleet.lookup(token)
     assert state.entry is not None
     assert state.entry.expires_at == exp
+
+
+def test_an_identity_is_never_shared_unless_its_purge_index_lists_it(redis_db: RedisServer) -> None:
+    """Before: the entry was written in the same pipeline as the index, so a denied SADD (or the index's shard
+    failing) left an entry no purge could find."""
+    redis_db.client().flushall()
+    redis_db.add_user("no-sadd", "no-sadd-password", ["~*", "&*", "+@all", "-sadd"])
+    fleet = FleetCache(f"redis://no-sadd:no-sadd-password@127.0.0.1:{redis_db.port}/0", SECRET, timeout_ms=500)
+    try:
+        token = make_jwt()
+        fleet.store(token, someone(), time.time() + 600)
+        assert fleet.lookup(token).entry is None
+        assert not list(redis_db.client().scan_iter(match=f"{NAMESPACE}:e:*"))
+    finally:
+        fleet.close()
+
+
+def test_a_throttle_key_of_the_wrong_type_stops_no_single_flight(fleet: FleetCache, redis_db: RedisServer) -> None:
+    redis_db.client().rpush(f"{NAMESPACE}:throttle", "a writer's list")
+    token = make_jwt()
+    taken, state = fleet.try_lead(token, 5.0)
+    assert taken
+    assert state.throttled_until is None
+    other = FleetCache(redis_db.url, SECRET, timeout_ms=500)
+    try:
+        assert other.try_lead(token, 5.0)[0] is False  # the lease still holds for the fleet
+        assert not other.skipped
+    finally:
+        other.close()

@@ -35,6 +35,16 @@ class Breaker:
     def is_open(self) -> bool:
         return self._open_until is not None
 
+    @property
+    def skipping(self) -> bool:
+        """Open and not due for a probe (or one in flight): callers serve as without the dependency. Once a probe
+        is due this is False, so the next caller asks, and its call is the probe, even when every request is
+        otherwise answered from memory."""
+        with self._lock:
+            if self._open_until is None:
+                return False
+            return self._probing or self._clock() < self._open_until
+
     def allow(self) -> bool:
         with self._lock:
             if self._open_until is None:

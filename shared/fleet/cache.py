@@ -10,7 +10,7 @@ from ..identity import Identity
 from ..settings import FleetSettings
 from .breaker import Breaker
 from .check import Step, check
-from .client import RedisClient
+from .client import CLUSTER, RedisClient
 from .lease import Leases
 from .purges import OnPurge, Purges
 from .records import INDEX_MILLISECONDS, MAX_REJECTION_SECONDS, MAX_THROTTLE_SECONDS, NOTHING, Records, SharedState
@@ -87,12 +87,16 @@ class FleetCache:
 
     @property
     def skipped(self) -> bool:
-        """Whether Redis is being skipped now (it failed a few times in a row): callers serve as without it."""
-        return self.breaker.is_open
+        """Whether Redis is being skipped now (it failed a few times in a row, and no probe is due): callers serve as
+        without it. When a probe is due this is False, so the next request asks Redis."""
+        return self.breaker.skipping
 
     def fits(self, deadline: float, round_trips: int = 1) -> bool:
-        """Whether `round_trips` Redis operations still fit before `deadline` (time.monotonic())."""
-        return deadline - time.monotonic() > round_trips * self.timeout
+        """Whether `round_trips` Redis operations still fit before `deadline` (time.monotonic()). On a cluster an
+        operation whose shard fails can take two timeouts (redis-py's cluster pipeline retries a failed command
+        once, by itself, after refreshing the topology)."""
+        per_trip = self.timeout * (2 if self._client.kind == CLUSTER else 1)
+        return deadline - time.monotonic() > round_trips * per_trip
 
     def lookup(self, token: str) -> SharedState:
         """The token's shared identity or rejection (they share one key): one GET, the cheapest round trip.
@@ -119,10 +123,14 @@ class FleetCache:
         def write() -> None:
             value = records.identity(keys, identity, expires_at)
             index = records.index_key(records.user_tag(identity.id))
+            # The purge index first, the entry only once it is listed: an entry a purge cannot find (its index's
+            # shard failed, or SADD was denied) would outlive every purge. Two round trips, on a miss only.
+            listing = self._client.redis.pipeline(transaction=False)
+            listing.sadd(index, keys.name)
+            listing.pexpire(index, INDEX_MILLISECONDS)
+            listing.execute()
             pipe = self._client.redis.pipeline(transaction=False)
             pipe.set(self._entry_key(keys), value, px=milliseconds)
-            pipe.sadd(index, keys.name)
-            pipe.pexpire(index, INDEX_MILLISECONDS)
             self._leases.release_in(pipe, keys)  # after the result, so a waiter never sees neither
             pipe.execute()
 

@@ -138,20 +138,26 @@ class RedisClient:
             result = operation()
         except Exception as error:  # noqa: BLE001 - Redis failing must never fail a request
             trip.end(error)
-            self.failed(error)
+            self.failed(error, name)
             return None
         trip.end()
         self.breaker.succeeded()
-        self.health.succeeded(writes=writes)
+        self.health.succeeded(writes=writes, operation=name)
         return result
 
-    def failed(self, error: BaseException) -> None:
+    def failed(self, error: BaseException, operation: str | None = None) -> None:
         cause = describe(error, timeout_ms=self.timeout_ms)
         log.debug("token cache Redis at %s: %s", self.where, cause.kind)
-        if cause.kind == "cluster_redirect":
+        if cause.kind == "cluster_redirect" and self.kind != CLUSTER:
             self._forget_client()  # the server is a cluster now: the next call detects it again
         opened = self.breaker.failed()
-        self.health.failed(cause, opened=opened, open_seconds=self.open_seconds, failures=self.breaker.failures_to_open)
+        self.health.failed(
+            cause,
+            opened=opened,
+            open_seconds=self.open_seconds,
+            failures=self.breaker.failures_to_open,
+            operation=operation,
+        )
         if opened and self.kind != CLUSTER:
             # Idle connections to a server that went away would each fail once more after it returns,
             # reopening the breaker: start again from fresh ones. (RedisCluster renews its own on failure.)
@@ -174,6 +180,9 @@ class RedisClient:
         self.breaker.reset()
         self.health.reset()
         self._detect_lock = threading.Lock()
+        # The parent's client may hold locks taken by other threads at fork (a cluster's topology refresh):
+        # the child makes its own on first use (not closed here: its sockets are the parent's).
+        self._redis = None
 
 
 def close(client: Client) -> None:
@@ -189,15 +198,24 @@ def _without(options: dict[str, Any], passed: dict[str, Any]) -> dict[str, Any]:
 
 
 def _detect(url: str, options: dict[str, Any], pool_class: type[redis.BlockingConnectionPool]) -> str:
-    """CLUSTER when the server the URL names is a Redis Cluster node (INFO cluster), else SINGLE (a node, or a
-    proxy that hides the shards behind one endpoint, as Azure's Enterprise clustering policy does)."""
+    """CLUSTER when the server the URL names is a Redis Cluster node, else SINGLE (a node, or a proxy that hides
+    the shards behind one endpoint, as Azure's Enterprise clustering policy does). `INFO cluster` first; a user
+    denied INFO (it is @dangerous) is asked `CLUSTER INFO`, which a server without cluster support refuses."""
     probe_options = options | {"max_connections": 1}
     pool = pool_class.from_url(url, retry=Retry(NoBackoff(), 0), **probe_options)
+    probe = redis.Redis(connection_pool=pool, credential_provider=options.get("credential_provider"))
     try:
-        info: dict[str, Any] = redis.Redis(connection_pool=pool).info("cluster")  # type: ignore[assignment]
+        try:
+            info: dict[str, Any] = probe.info("cluster")  # type: ignore[assignment]
+            return CLUSTER if str(info.get("cluster_enabled", 0)) == "1" else SINGLE
+        except redis.exceptions.NoPermissionError:
+            try:
+                probe.execute_command("CLUSTER", "INFO")  # type: ignore[no-untyped-call]
+            except redis.exceptions.ResponseError:  # "cluster support disabled", or denied too
+                return SINGLE
+            return CLUSTER
     finally:
         pool.disconnect()
-    return CLUSTER if str(info.get("cluster_enabled", 0)) == "1" else SINGLE
 
 
 class ForkAware(Protocol):

@@ -80,7 +80,10 @@ def _misconfigured(error: BaseException, chain: list[BaseException]) -> Cause | 
 
 
 def _transient(error: BaseException, chain: list[BaseException], timeout_ms: int) -> Cause:
-    if isinstance(error, errors.ResponseError) and str(error).startswith(("MOVED", "ASK")):
+    # redis-py's parser turns MOVED and ASK into these (MovedError is an AskError), without the word in the text.
+    if isinstance(error, errors.AskError) or (
+        isinstance(error, errors.ResponseError) and str(error).startswith(("MOVED", "ASK"))
+    ):
         return Cause("cluster_redirect", "answered with a cluster redirect (MOVED): reconnecting as a cluster client")
     if isinstance(error, errors.ClusterDownError | errors.SlotNotCoveredError):
         return Cause("cluster_down", "the cluster is down or some slots have no shard serving them")
@@ -138,13 +141,20 @@ class Health:
     def reset(self) -> None:
         self._lock = threading.Lock()
         self.cause: Cause | None = None
+        self._failed_operation: str | None = None
 
-    def failed(self, cause: Cause, *, opened: bool, open_seconds: float, failures: int) -> None:
-        """A command failed with `cause`; `opened`: this failure opened the breaker."""
+    def failed(
+        self, cause: Cause, *, opened: bool, open_seconds: float, failures: int, operation: str | None = None
+    ) -> None:
+        """A command failed with `cause`; `opened`: this failure opened the breaker; `operation`: which of the fleet
+        cache's (a permission problem is cleared only when that same operation succeeds)."""
         with self._lock:
             if cause == self.cause or not (opened or cause.lasting):
                 return
+            if self.cause is not None and self.cause.kind == cause.kind == "permission":
+                return  # another command denied to the same user: one state, already told
             self.cause = cause
+            self._failed_operation = operation
         if self.reports:
             telemetry.fleet_changed(available=False, cause=cause.kind)
         if opened:
@@ -159,11 +169,14 @@ class Health:
         else:
             log.warning("%s: %s; until this is fixed, %s", self.subject, cause.text, self.consequence)
 
-    def succeeded(self, *, writes: bool) -> None:
-        """A command succeeded; a read alone does not clear a permission problem (writes may still be denied)."""
+    def succeeded(self, *, writes: bool, operation: str | None = None) -> None:
+        """A command succeeded. A permission problem is cleared only by a write of the operation that was denied
+        (a read, or another command the user may run, says nothing of it): no WARNING pair per request."""
         with self._lock:
             cause = self.cause
-            if cause is None or (cause.kind == "permission" and not writes):
+            if cause is None:
+                return
+            if cause.kind == "permission" and (not writes or operation != self._failed_operation):
                 return
             self.cause = None
         if self.reports:

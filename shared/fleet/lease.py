@@ -62,7 +62,7 @@ class Leases:
             pipe.set(records.lease_key(keys.name), owner, nx=True, px=milliseconds)
             pipe.get(records.entry_key(keys.name))
             pipe.get(records.throttle_keys.name)
-            return pipe.execute()
+            return _readable(pipe.execute(raise_on_error=False))
 
         replies = self._client.call(take, "try_lead", writes=True)
         if replies is None:
@@ -77,6 +77,9 @@ class Leases:
     def release(self, token: str) -> None:
         """Give the lease back without a result (the call failed): a waiter then leads instead of waiting."""
         keys = self._records.keys(token)
+        with self._lock:
+            if keys.name not in self._owned:
+                return  # nothing to give back: no round trip (which would pass for a probe that Redis answered)
 
         def write() -> None:
             pipe = self._client.redis.pipeline(transaction=False)
@@ -97,7 +100,8 @@ class Leases:
             state = self._records.state(keys, replies)
             # A lease lives at most one deadline: one without expiry, or longer, was not written by an instance
             # (someone with write access to Redis); it must not make anyone wait.
-            leased = 0 <= int(replies[2]) <= MAX_LEASE_MILLISECONDS  # -2: no lease; -1: one without expiry
+            # -2: no lease; -1: one without expiry
+            leased = 0 <= int(replies[2] if replies[2] is not None else -2) <= MAX_LEASE_MILLISECONDS
             remaining = deadline - time.monotonic()
             if state != NOTHING or not leased or remaining <= 0:
                 return state
@@ -121,11 +125,23 @@ class Leases:
         pipe.get(records.entry_key(keys.name))
         pipe.get(records.throttle_keys.name)
         pipe.pttl(records.lease_key(keys.name))
-        return pipe.execute()
+        return _readable(pipe.execute(raise_on_error=False), reads_only=True)
 
     def after_fork_in_child(self) -> None:
         self._lock = threading.Lock()
         self._owned = {}
+
+
+def _readable(replies: list[Any], *, reads_only: bool = False) -> list[Any]:
+    """A pipeline's replies with an error reply on a read (a key of the wrong type a Redis writer put there) read as
+    nothing, so it cannot stop single flight or the throttle for the fleet. Unless the pipeline only reads, the
+    first command's error (taking the lease: denied, a dead shard) is raised, as a failed round trip."""
+    if not reads_only and isinstance(replies[0], Exception):
+        raise replies[0]
+    errors = [reply for reply in replies if isinstance(reply, Exception)]
+    if errors and not all(str(error).startswith("WRONGTYPE") for error in errors):
+        raise errors[0]  # Redis failing (a shard down, a denied command), not a writer's key
+    return [None if isinstance(reply, Exception) else reply for reply in replies]
 
 
 def resolve(

@@ -66,15 +66,19 @@ class Purges:
             redis = self._client.redis
             try:
                 members: set[bytes] = redis.smembers(index)  # type: ignore[assignment]  # sync client
-            except ResponseError:  # WRONGTYPE: not a set; it lists nothing we can read
-                members = set()
+            except ResponseError as error:
+                if not str(error).startswith("WRONGTYPE"):
+                    raise  # denied, or anything else: the purge did not happen
+                members = set()  # not a set (a writer put it there): it lists nothing we can read
             names = [name for name in (_entry_name(member) for member in members) if name is not None]
-            pipe = redis.pipeline(transaction=False)
-            for name in names:
-                pipe.delete(records.entry_key(name))
-            pipe.delete(index)
-            # On a cluster each shard deletes its own keys; the replies still come back in the order queued.
-            deleted = sum(int(reply) for reply in pipe.execute()[: len(names)])
+            deleted = 0
+            if names:
+                pipe = redis.pipeline(transaction=False)
+                for name in names:
+                    pipe.delete(records.entry_key(name))
+                # On a cluster each shard deletes its own keys; the replies still come back in the order queued.
+                deleted = sum(int(reply) for reply in pipe.execute())
+            redis.delete(index)  # only once its entries are gone: a purge run again finds what a failed one left
             redis.publish(records.channel, tag)
             return deleted
 
@@ -126,9 +130,13 @@ class Purges:
         with self._lock:
             if self._listener_pid == os.getpid():
                 return
-            self._listener_pid = os.getpid()
-            self._listener = threading.Thread(target=self._listen, name="kaizala-purge-listener", daemon=True)
-            self._listener.start()
+            listener = threading.Thread(target=self._listen, name="kaizala-purge-listener", daemon=True)
+            try:
+                listener.start()
+            except RuntimeError:  # no thread to be had now (interpreter exiting, limits): the next request tries
+                log.warning("the purge listener could not start: this instance hears no purge until it does")
+                return
+            self._listener, self._listener_pid = listener, os.getpid()
 
     def close(self) -> None:
         """Stop the listener (waiting for it a little)."""
