@@ -228,7 +228,7 @@ def _ask_upstream(
         fleet.release(token)
         raise
     fleet.store(token, identity, expires_at=lives_until)
-    return identity, lives_until  # the same end for this process's copy: it never outlives the fleet's
+    return identity, lives_until  # the same end for this process's copy (Redis' own goes a little earlier)
 
 
 def _settled(state: SharedState, refreshing_until: float | None, provider: Provider) -> Resolved | None:
