@@ -19,7 +19,6 @@ the headers a function sets, and `content-type` from its mimetype when it set no
 
 import re
 import secrets
-import threading
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -29,6 +28,8 @@ import azure.functions as func
 from azure.functions import http as func_http
 from azure.functions import meta
 from werkzeug.wrappers import Request, Response
+
+from shared.guard import Invocation
 
 
 @dataclass(frozen=True)
@@ -114,46 +115,9 @@ def invocation_trace(headers: Mapping[str, str]) -> tuple[str, str]:
     return f"00-{trace_id}-{secrets.token_hex(8)}-{flags}", state
 
 
-class _Trace:
-    def __init__(self, trace_parent: str, trace_state: str) -> None:
-        self.trace_parent = trace_parent
-        self.trace_state = trace_state
-        self.attributes: dict[str, str] = {}
-
-
-class HostContext(func.Context):
+def host_context(request: HostRequest, function_name: str, directory: str) -> func.Context:
     """The `context` the worker passes a function that takes one, when the local host calls it directly."""
-
-    def __init__(self, request: HostRequest, function_name: str, directory: str) -> None:
-        self._request = request
-        self._name = function_name
-        self._directory = directory
-        self._trace = _Trace(request.trace_parent, request.trace_state)
-        self._local = threading.local()
-
-    @property
-    def invocation_id(self) -> str:
-        return self._request.invocation_id
-
-    @property
-    def thread_local_storage(self) -> Any:
-        return self._local
-
-    @property
-    def function_name(self) -> str:
-        return self._name
-
-    @property
-    def function_directory(self) -> str:
-        return self._directory
-
-    @property
-    def trace_context(self) -> Any:
-        return self._trace
-
-    @property
-    def retry_context(self) -> Any:
-        return None
+    return Invocation(request.invocation_id, function_name, directory, request.trace_parent, request.trace_state)
 
 
 def to_http_request(request: HostRequest) -> func.HttpRequest:

@@ -29,7 +29,7 @@ from werkzeug.routing import BaseConverter, Map, Rule
 from werkzeug.wrappers import Request, Response
 
 from . import worker_host
-from .conversion import HostContext, from_http_response, host_request, to_http_request
+from .conversion import from_http_response, host_context, host_request, to_http_request
 from .wsgi import json_error
 
 log = logging.getLogger("devserver.host")
@@ -141,7 +141,7 @@ class FunctionApp:
             raise FunctionAppError(f"{function.name} was loaded by the worker library, which is not running")
         arguments: dict[str, Any] = {function.request_param: to_http_request(converted)}
         if function.takes_context:  # as the worker does for a parameter named `context`
-            arguments["context"] = HostContext(converted, function.name, function.directory)
+            arguments["context"] = host_context(converted, function.name, function.directory)
         try:
             result = function.main(**arguments)
         except Exception:

@@ -30,21 +30,34 @@ Handler = Callable[[func.HttpRequest, Identity], func.HttpResponse]
 Main = Callable[..., func.HttpResponse]
 
 
-class _NoTrace:
-    trace_parent = ""
-    trace_state = ""
-    attributes: dict[str, str] = {}  # noqa: RUF012 - read-only, like the worker's
+class _Trace:
+    def __init__(self, trace_parent: str, trace_state: str) -> None:
+        self.trace_parent = trace_parent
+        self.trace_state = trace_state
+        self.attributes: dict[str, str] = {}
 
 
-class _NoHost(func.Context):
-    """The context of a call made without a Functions host: no invocation, no trace parent."""
+class Invocation(func.Context):
+    """A `context` as the worker passes one to a function that takes it: for a call made without a Functions host
+    (NO_HOST: no invocation, no trace parent), or by the local host, which fills it in from its request."""
 
-    _trace = _NoTrace()
-    _local = threading.local()
+    def __init__(
+        self,
+        invocation_id: str = "",
+        function_name: str = "",
+        function_directory: str = "",
+        trace_parent: str = "",
+        trace_state: str = "",
+    ) -> None:
+        self._invocation_id = invocation_id
+        self._name = function_name
+        self._directory = function_directory
+        self._trace = _Trace(trace_parent, trace_state)
+        self._local = threading.local()
 
     @property
     def invocation_id(self) -> str:
-        return ""
+        return self._invocation_id
 
     @property
     def thread_local_storage(self) -> Any:
@@ -52,11 +65,11 @@ class _NoHost(func.Context):
 
     @property
     def function_name(self) -> str:
-        return ""
+        return self._name
 
     @property
     def function_directory(self) -> str:
-        return ""
+        return self._directory
 
     @property
     def trace_context(self) -> Any:
@@ -67,7 +80,7 @@ class _NoHost(func.Context):
         return None
 
 
-NO_HOST: func.Context = _NoHost()
+NO_HOST: func.Context = Invocation()
 _NAMES = ("__module__", "__name__", "__qualname__", "__doc__")
 
 
